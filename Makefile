@@ -1,0 +1,63 @@
+# spprof: `make run` builds and profiles the bundled demo; `make test` builds
+# and runs every test. Both set up everything they need on a fresh clone:
+# a .venv with packages from PyPI, and Debian packages for the browser and Go
+# based checks (installed with apt-get only when missing).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+OUT := build/demo
+NATIVE_SOURCES := $(wildcard src/native/*.cpp src/native/*.h) CMakeLists.txt pyproject.toml
+
+.PHONY: all venv build run test test-fast bench memcheck clean system-deps
+
+all: build
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "scikit-build-core>=0.10" cmake ninja pytest pytest-timeout jsonschema selenium
+	touch $@
+
+venv: $(VENV)/.stamp
+
+# Editable install: Python files are used from src/, the extension is built
+# into the venv. Rebuilt whenever a native source changes.
+$(VENV)/.built: $(VENV)/.stamp $(NATIVE_SOURCES)
+	$(PIP) install -q --no-build-isolation -e .
+	touch $@
+
+build: $(VENV)/.built
+
+# Debian packages used by tests: Go (reads pprof files), Chromium and its
+# driver (renders the HTML report), valgrind (leak checks).
+system-deps:
+	@missing=""; \
+	command -v go >/dev/null 2>&1 || [ -x /usr/lib/go/bin/go ] || missing="$$missing golang-go"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	command -v valgrind >/dev/null 2>&1 || missing="$$missing valgrind"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: build
+	@mkdir -p $(OUT)
+	$(PY) -m spprof run -o $(OUT)/profile.html examples/demo.py
+	$(PY) examples/run_demo.py $(OUT)
+
+test: build system-deps
+	SPPROF_REQUIRE_TOOLS=1 $(PY) -m pytest -q -p no:cacheprovider tests
+
+# Quick loop for development: no system packages, browser/Go tests skip.
+test-fast: build
+	$(PY) -m pytest -q -x tests
+
+bench: build
+	$(PY) bench/bench_overhead.py
+	$(PY) bench/bench_writers.py
+
+clean:
+	rm -rf build $(VENV) src/spprof/*.so

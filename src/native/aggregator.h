@@ -1,0 +1,76 @@
+// aggregator.h: resolved samples, interned.
+//
+// Strings, frames and stacks are interned (string table, frame table, stack
+// trie), so memory grows with the number of unique stacks; each sample adds
+// one fixed-size record (timestamp, thread, stack id, weight). The memory
+// limit caps the total: past it, new samples are counted as dropped.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace spprof {
+
+struct FrameKey {
+    uint32_t name;  // string ids
+    uint32_t file;
+    int32_t line;
+    bool operator==(const FrameKey&) const = default;
+};
+
+struct SampleRecord {
+    int64_t timestamp_ns;
+    int32_t tid;
+    uint32_t stack;  // stack id; 0 = empty stack
+    uint32_t weight;
+};
+
+class Aggregator {
+public:
+    Aggregator();
+
+    uint32_t intern_string(std::string_view s);
+    uint32_t intern_frame(uint32_t name, uint32_t file, int32_t line);
+    // The stack id of `parent` extended by `frame` (0 is the empty stack).
+    uint32_t child_stack(uint32_t parent, uint32_t frame);
+
+    // False (and counted as dropped) when the memory limit is reached.
+    bool add_sample(const SampleRecord& rec);
+
+    void set_memory_limit(size_t bytes) { memory_limit_ = bytes; }
+    size_t approx_bytes() const;
+    uint64_t dropped_samples() const { return dropped_; }
+    uint64_t dropped_weight() const { return dropped_weight_; }
+
+    const std::vector<std::string>& strings() const { return strings_; }
+    const std::vector<FrameKey>& frames() const { return frames_; }
+    // stacks_[id] = (parent stack id, frame id); stacks_[0] is the root.
+    const std::vector<std::pair<uint32_t, uint32_t>>& stacks() const { return stacks_; }
+    const std::vector<SampleRecord>& samples() const { return samples_; }
+
+    void clear();
+
+private:
+    struct FrameHash {
+        size_t operator()(const FrameKey& k) const {
+            return (size_t{k.name} * 0x9E3779B97F4A7C15ull) ^ (size_t{k.file} << 20) ^
+                   static_cast<size_t>(static_cast<uint32_t>(k.line));
+        }
+    };
+    std::vector<std::string> strings_;
+    std::unordered_map<std::string, uint32_t> string_ids_;
+    std::vector<FrameKey> frames_;
+    std::unordered_map<FrameKey, uint32_t, FrameHash> frame_ids_;
+    std::vector<std::pair<uint32_t, uint32_t>> stacks_;
+    std::unordered_map<uint64_t, uint32_t> stack_ids_;  // (parent << 32 | frame)
+    std::vector<SampleRecord> samples_;
+    size_t string_bytes_ = 0;
+    size_t memory_limit_ = SIZE_MAX;
+    uint64_t dropped_ = 0;
+    uint64_t dropped_weight_ = 0;
+};
+
+}  // namespace spprof

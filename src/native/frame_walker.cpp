@@ -1,0 +1,68 @@
+#include "frame_walker.h"
+
+#include "compat.h"
+
+namespace spprof {
+namespace {
+
+// How many frames we are willing to look at in total. Stacks deeper than
+// kMaxDepth keep their innermost frames; this bound only limits the work
+// spent discovering that a stack was deeper (or corrupt).
+constexpr int kMaxWalk = 4096;
+
+inline bool plausible_pointer(const void* p) {
+    auto v = reinterpret_cast<uintptr_t>(p);
+    // Non-null, beyond the zero page, 8-byte aligned, user-space canonical.
+    return v >= 4096 && (v & 7u) == 0 && v < (uintptr_t{1} << 47);
+}
+
+}  // namespace
+
+WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames) {
+    WalkResult r;
+    if (!plausible_pointer(tstate)) {
+        r.invalid = true;
+        return r;
+    }
+    auto* frame = compat::current_frame(tstate);
+    // Brent's cycle detection: remember one frame, compare each new frame
+    // with it, move the checkpoint forward at powers of two. O(n), no memory.
+    const compat::InterpreterFrame* checkpoint = nullptr;
+    int next_checkpoint = 1;
+    int seen = 0;
+    while (frame != nullptr) {
+        if (!plausible_pointer(frame) || frame == checkpoint || seen >= kMaxWalk) {
+            r.invalid = seen < kMaxWalk;
+            r.truncated = seen >= kMaxWalk;
+            break;
+        }
+        if (++seen == next_checkpoint) {
+            checkpoint = frame;
+            next_checkpoint *= 2;
+        }
+        if (frame->owner < 0 || frame->owner > compat::kMaxOwner) {
+            r.invalid = true;
+            break;
+        }
+        if (compat::frame_is_python(frame)) {
+            PyObject* code = compat::frame_code(frame);
+            if (plausible_pointer(code) && plausible_pointer(Py_TYPE(code)) &&
+                Py_TYPE(code) == &PyCode_Type) {
+                if (r.depth < max_frames) {
+                    int32_t idx = compat::frame_instr_index(frame, code);
+                    if (idx < 0 || idx >= Py_SIZE(code)) idx = -1;
+                    out[r.depth].code = reinterpret_cast<uintptr_t>(code);
+                    out[r.depth].instr = idx;
+                    out[r.depth].reserved = 0;
+                    ++r.depth;
+                } else {
+                    r.truncated = true;
+                }
+            }
+        }
+        frame = frame->previous;
+    }
+    return r;
+}
+
+}  // namespace spprof

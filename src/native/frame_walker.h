@@ -1,0 +1,28 @@
+// frame_walker.h: reads the calling thread's Python stack into raw
+// (code object address, instruction index) pairs.
+//
+// ASYNC-SIGNAL-SAFE: plain loads only; every pointer is checked (non-null,
+// aligned, in the user address range) and every frame's code object must
+// have PyCode_Type, before it is used; the walk is bounded and stops on a
+// cycle. It never touches reference counts or calls the Python C API.
+#pragma once
+
+#include <Python.h>
+
+#include <cstdint>
+
+#include "sample_buffer.h"
+
+namespace spprof {
+
+struct WalkResult {
+    uint16_t depth = 0;       // frames written, leaf first
+    bool truncated = false;   // more frames existed than `max_frames`
+    bool invalid = false;     // an invalid pointer or a cycle stopped the walk
+};
+
+// Walk the frames of `tstate`, which must be the calling thread's own thread
+// state (its frames cannot change while this runs). ASYNC-SIGNAL-SAFE.
+WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames);
+
+}  // namespace spprof

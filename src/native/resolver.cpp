@@ -1,0 +1,51 @@
+#include "resolver.h"
+
+namespace spprof {
+
+void Resolver::clear() {
+    names_.clear();
+    frames_.clear();
+}
+
+uint32_t Resolver::special_frame(const char* name, Aggregator& out) {
+    uint32_t s = out.intern_string(name);
+    return out.intern_frame(s, out.intern_string(""), 0);
+}
+
+uint32_t Resolver::frame_for(const CodeInfo* info, int32_t instr, Aggregator& out) {
+    if (info == nullptr) return special_frame("<unknown>", out);
+    int line = info->line_for(instr);
+    uint64_t key = (uint64_t{info->id} << 32) | static_cast<uint32_t>(line);
+    auto it = frames_.find(key);
+    if (it != frames_.end()) return it->second;
+    auto names = names_.find(info->id);
+    if (names == names_.end()) {
+        names = names_
+                    .emplace(info->id, std::make_pair(out.intern_string(info->qualname),
+                                                      out.intern_string(info->filename)))
+                    .first;
+    }
+    uint32_t frame = out.intern_frame(names->second.first, names->second.second, line);
+    frames_.emplace(key, frame);
+    return frame;
+}
+
+size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& out) {
+    size_t n = 0;
+    while (const SampleSlot* slot = buffer.peek()) {
+        uint32_t stack = 0;
+        if (slot->truncated) stack = out.child_stack(stack, special_frame("<truncated>", out));
+        // Frames were captured leaf first; stacks are built root first.
+        for (int i = static_cast<int>(slot->depth) - 1; i >= 0; --i) {
+            const RawFrame& raw = slot->frames[i];
+            const CodeInfo* info = codes.lookup(raw.code, slot->code_epoch);
+            stack = out.child_stack(stack, frame_for(info, raw.instr, out));
+        }
+        out.add_sample(SampleRecord{slot->timestamp_ns, slot->tid, stack, slot->weight});
+        buffer.pop();
+        ++n;
+    }
+    return n;
+}
+
+}  // namespace spprof

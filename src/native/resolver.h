@@ -1,0 +1,33 @@
+// resolver.h: turns raw samples into interned stacks, off the signal path.
+//
+// Runs with the GIL held (the code registry reads code objects), on the
+// service thread every few milliseconds and once more in stop(), so the
+// work at stop() does not grow with the length of the session.
+#pragma once
+
+#include <cstdint>
+#include <unordered_map>
+
+#include "aggregator.h"
+#include "code_registry.h"
+#include "sample_buffer.h"
+
+namespace spprof {
+
+class Resolver {
+public:
+    // Consume every published sample. Returns how many were consumed.
+    size_t drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& out);
+    void clear();
+
+private:
+    uint32_t frame_for(const CodeInfo* info, int32_t instr, Aggregator& out);
+    uint32_t special_frame(const char* name, Aggregator& out);
+
+    // code info id -> (name string id, file string id)
+    std::unordered_map<uint32_t, std::pair<uint32_t, uint32_t>> names_;
+    // (code info id << 32 | line) -> frame id
+    std::unordered_map<uint64_t, uint32_t> frames_;
+};
+
+}  // namespace spprof

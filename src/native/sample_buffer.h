@@ -1,0 +1,74 @@
+// sample_buffer.h: the bounded lock-free queue between the signal handler
+// (many producers, one per interrupted thread) and the resolver (one
+// consumer holding the GIL).
+//
+// A fixed array of fixed-size slots, each with a sequence number (Dmitry
+// Vyukov's bounded MPMC queue design). A producer claims a slot with one CAS
+// on the enqueue counter, fills it, and publishes it by storing the slot's
+// sequence with release order. When the queue is full the producer gives up
+// at once: the sample is dropped and counted, never waited for.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace spprof {
+
+inline constexpr int kMaxDepth = 128;  // frames kept per sample (innermost)
+
+struct RawFrame {
+    uintptr_t code;     // PyCodeObject* as captured (not a reference)
+    int32_t instr;      // instruction index in code units, -1 = not started
+    int32_t reserved;
+};
+
+struct SampleSlot {
+    std::atomic<uint64_t> seq;
+    int64_t timestamp_ns;   // CLOCK_MONOTONIC at capture
+    uint64_t code_epoch;    // code-death epoch read before the walk
+    int32_t tid;            // kernel thread id
+    uint32_t weight;        // 1 + timer overruns
+    uint16_t depth;         // frames[0..depth) are valid, leaf first
+    uint16_t truncated;     // the stack was deeper than kMaxDepth
+    RawFrame frames[kMaxDepth];
+};
+
+class SampleBuffer {
+public:
+    SampleBuffer() = default;
+    SampleBuffer(const SampleBuffer&) = delete;
+    SampleBuffer& operator=(const SampleBuffer&) = delete;
+    ~SampleBuffer();
+
+    // Allocate room for at least `min_slots` slots (rounded up to a power of
+    // two). Not signal-safe; call before any producer can run.
+    bool init(size_t min_slots);
+    void release_memory();
+
+    size_t capacity() const { return mask_ + 1; }
+    size_t bytes() const { return capacity() * sizeof(SampleSlot); }
+
+    // ASYNC-SIGNAL-SAFE. A slot to fill, or nullptr when the queue is full
+    // (or heavily contended: bounded retries keep the handler's work bounded).
+    SampleSlot* try_claim();
+    // ASYNC-SIGNAL-SAFE. Hand a filled slot to the consumer.
+    void publish(SampleSlot* slot);
+    // ASYNC-SIGNAL-SAFE. Approximate number of claimed, unconsumed slots.
+    size_t approx_size() const;
+
+    // Consumer side (one consumer at a time, GIL held).
+    // The next published slot, or nullptr if none is ready yet.
+    const SampleSlot* peek();
+    // Return the slot from peek() to the producers.
+    void pop();
+    bool empty_for_consumer() const;
+
+private:
+    SampleSlot* slots_ = nullptr;
+    size_t mask_ = 0;
+    alignas(64) std::atomic<uint64_t> enqueue_pos_{0};
+    alignas(64) uint64_t dequeue_pos_ = 0;
+};
+
+}  // namespace spprof

@@ -1,0 +1,464 @@
+#include "session.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "compat.h"
+#include "sampler.h"
+#include "signal_handler.h"
+
+namespace spprof {
+
+namespace {
+// The service thread wakes this often to register new threads and drain
+// samples; it also wakes early when the buffer is a quarter full.
+constexpr int kServicePeriodMs = 20;
+// Thread names are refreshed when new threads appear, and at least this often.
+constexpr int64_t kNamesRefreshNs = 500'000'000;
+
+int64_t clock_ns(clockid_t clock) {
+    timespec ts;
+    clock_gettime(clock, &ts);
+    return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+PyObject* set_profiler_error(const std::string& message) {
+    PyObject* module = PyImport_ImportModule("spprof._errors");
+    PyObject* cls = module ? PyObject_GetAttrString(module, "ProfilerError") : nullptr;
+    Py_XDECREF(module);
+    if (cls == nullptr) {
+        PyErr_Clear();
+        cls = Py_NewRef(PyExc_RuntimeError);
+    }
+    PyErr_SetString(cls, message.c_str());
+    Py_DECREF(cls);
+    return nullptr;
+}
+}  // namespace
+
+int64_t monotonic_now_ns() { return clock_ns(CLOCK_MONOTONIC); }
+int64_t process_cpu_now_ns() { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
+pid_t current_tid() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+Session& Session::instance() {
+    static Session* s = new Session();  // never destroyed: outlives atexit
+    return *s;
+}
+
+void Session::code_death_trampoline(PyCodeObject* code) { instance().on_code_death(code); }
+
+void Session::on_code_death(PyCodeObject* code) {
+    HandlerState& st = handler_state();
+    uint64_t epoch = st.code_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
+    codes_.on_code_death(code, epoch);
+}
+
+bool Session::start(const StartOptions& options) {
+    if (active_) {
+        PyErr_SetString(PyExc_RuntimeError, "the profiler is already running; call stop() first");
+        return false;
+    }
+    HandlerState& st = handler_state();
+    options_ = options;
+    aggregator_.clear();
+    aggregator_.set_memory_limit(options.memory_limit_bytes);
+    codes_.clear();
+    resolver_.clear();
+    thread_names_.clear();
+    resolved_samples_ = 0;
+    paused_total_ns_ = 0;
+    paused_at_ns_ = 0;
+    names_seen_created_ = ~uint64_t{0};
+    names_updated_ns_ = 0;
+    service_cpu_ns_.store(0);
+
+    // The raw-sample buffer takes at most a quarter of the memory budget
+    // (and 8 MiB): it only has to hold what arrives between two drains.
+    size_t budget = std::min<size_t>(options.memory_limit_bytes / 4, 8u << 20);
+    size_t slots = std::max<size_t>(64, budget / sizeof(SampleSlot));
+    if (!buffer_.init(slots)) {
+        set_profiler_error(std::string("cannot allocate the sample buffer: ") + strerror(errno));
+        return false;
+    }
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    st.counters.reset();
+    st.buffer = &buffer_;
+    st.wake_fd = wake_fd_;
+    st.wake_threshold = std::max<size_t>(1, buffer_.capacity() / 4);
+    st.wake_pending.store(false);
+    st.paused.store(false);
+    uint32_t session = ++session_counter_;
+    st.session.store(session);
+
+    if (!compat::install_code_death_hook(code_death_trampoline)) {
+        release_everything();
+        return false;
+    }
+    std::string error;
+    if (!install_signal_handler(options.take_over_sigprof, &error)) {
+        compat::remove_code_death_hook();
+        release_everything();
+        set_profiler_error(error);
+        return false;
+    }
+    start_mono_ns_ = monotonic_now_ns();
+    start_process_cpu_ns_ = process_cpu_now_ns();
+    registry_.begin(session, options.interval_ns, 0);
+    st.active.store(true, std::memory_order_seq_cst);
+    active_ = true;
+
+    registry_.sync_with_interpreter(PyThreadState_GetInterpreter(PyThreadState_Get()));
+    if (registry_.size() == 0) {
+        RegistryCounters c = registry_.counters();
+        std::string why = c.last_create_errno ? strerror(c.last_create_errno) : "no thread found";
+        std::string message = "cannot create any sampling timer (timer_create: " + why + ")";
+        if (c.last_create_errno == EAGAIN) {
+            message +=
+                ". The limit on queued signals (RLIMIT_SIGPENDING, `ulimit -i`) is "
+                "reached; raise it (ulimit -i) or profile fewer threads";
+        }
+        PyObject* discarded = stop();
+        Py_XDECREF(discarded);
+        PyErr_Clear();
+        set_profiler_error(message);
+        return false;
+    }
+
+    Py_XINCREF(options.thread_names);
+    names_callable_ = options.thread_names;
+    update_thread_names();
+
+    service_stop_.store(false);
+    service_tid_.store(0);
+    if (pthread_create(&service_thread_, nullptr, &Session::service_main, this) != 0) {
+        int err = errno;
+        PyObject* discarded = stop();
+        Py_XDECREF(discarded);
+        PyErr_Clear();
+        set_profiler_error(std::string("cannot start the service thread: ") + strerror(err));
+        return false;
+    }
+    service_running_ = true;
+    return true;
+}
+
+void* Session::service_main(void* arg) {
+    static_cast<Session*>(arg)->service_loop();
+    return nullptr;
+}
+
+void Session::service_loop() {
+    service_tid_.store(current_tid());
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyThreadState* tstate = PyEval_SaveThread();
+    pollfd pfd{wake_fd_, POLLIN, 0};
+    while (!service_stop_.load(std::memory_order_acquire)) {
+        int ready = poll(&pfd, 1, kServicePeriodMs);
+        if (ready > 0) {
+            uint64_t value;
+            ssize_t ignored = read(wake_fd_, &value, sizeof value);
+            (void)ignored;
+        }
+        handler_state().wake_pending.store(false, std::memory_order_release);
+        if (service_stop_.load(std::memory_order_acquire)) break;
+        PyEval_RestoreThread(tstate);
+        service_tick(false);
+        tstate = PyEval_SaveThread();
+    }
+    service_cpu_ns_.store(clock_ns(CLOCK_THREAD_CPUTIME_ID));
+    PyEval_RestoreThread(tstate);
+    PyGILState_Release(gil);
+}
+
+void Session::service_tick(bool force_names) {
+    if (!active_) return;
+    HandlerState& st = handler_state();
+    // The service thread itself has a thread state (it holds the GIL here)
+    // but must not be sampled.
+    pid_t self = service_tid_.load();
+    registry_.sync_with_interpreter(PyThreadState_GetInterpreter(PyThreadState_Get()));
+    if (self != 0 && registry_.is_registered(self)) registry_.unregister_thread(self);
+    RegistryCounters c = registry_.counters();
+    if (force_names || c.timers_created != names_seen_created_ ||
+        monotonic_now_ns() - names_updated_ns_ > kNamesRefreshNs) {
+        names_seen_created_ = c.timers_created;
+        update_thread_names();
+    }
+    resolved_samples_ += resolver_.drain(buffer_, codes_, aggregator_);
+    // Tombstones older than every capture that can still be in flight are
+    // no longer needed: read the epoch, then confirm nothing is in flight
+    // and nothing is left to resolve.
+    uint64_t epoch = st.code_epoch.load(std::memory_order_seq_cst);
+    if (st.inflight.load(std::memory_order_seq_cst) == 0 && buffer_.empty_for_consumer()) {
+        codes_.prune_tombstones(epoch);
+    }
+}
+
+void Session::update_thread_names() {
+    if (names_callable_ == nullptr) return;
+    PyObject* result = PyObject_CallNoArgs(names_callable_);
+    if (result == nullptr || !PyDict_Check(result)) {
+        Py_XDECREF(result);
+        PyErr_Clear();  // names are a nicety: never break the session for them
+        return;
+    }
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(result, &pos, &key, &value)) {
+        long tid = PyLong_AsLong(key);
+        if (tid == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            continue;
+        }
+        const char* name = PyUnicode_Check(value) ? PyUnicode_AsUTF8(value) : nullptr;
+        if (name == nullptr) {
+            PyErr_Clear();
+            continue;
+        }
+        thread_names_[static_cast<pid_t>(tid)] = name;
+    }
+    Py_DECREF(result);
+    names_updated_ns_ = monotonic_now_ns();
+}
+
+bool Session::paused() const { return active_ && handler_state().paused.load(); }
+
+bool Session::pause() {
+    if (!active_ || handler_state().paused.load()) return false;
+    // Disarm first: a signal already queued is discarded by the handler.
+    handler_state().paused.store(true);
+    registry_.set_interval(0);
+    paused_at_ns_ = monotonic_now_ns();
+    return true;
+}
+
+bool Session::resume() {
+    if (!active_ || !handler_state().paused.load()) return false;
+    registry_.set_interval(options_.interval_ns);
+    paused_total_ns_ += monotonic_now_ns() - paused_at_ns_;
+    handler_state().paused.store(false);
+    return true;
+}
+
+PyObject* Session::stop() {
+    if (!active_) {
+        PyErr_SetString(PyExc_RuntimeError, "the profiler is not running; call start() first");
+        return nullptr;
+    }
+    HandlerState& st = handler_state();
+    if (service_running_) {
+        service_stop_.store(true, std::memory_order_release);
+        uint64_t one = 1;
+        ssize_t ignored = write(wake_fd_, &one, sizeof one);
+        (void)ignored;
+        Py_BEGIN_ALLOW_THREADS pthread_join(service_thread_, nullptr);
+        Py_END_ALLOW_THREADS service_running_ = false;
+    }
+    update_thread_names();
+    if (st.paused.load()) paused_total_ns_ += monotonic_now_ns() - paused_at_ns_;
+    int64_t end_mono = monotonic_now_ns();
+    int64_t process_cpu = process_cpu_now_ns() - start_process_cpu_ns_;
+
+    // Order matters: no new samples, no timers, no pending signals, no
+    // handler running; only then put the previous disposition back.
+    st.active.store(false, std::memory_order_seq_cst);
+    active_ = false;  // from here on nothing may register threads again
+    registry_.end();
+    restore_signal_handler();
+    wait_for_handlers_to_finish();
+    resolved_samples_ += resolver_.drain(buffer_, codes_, aggregator_);
+    compat::remove_code_death_hook();
+
+    PyObject* result = build_result();
+    if (result != nullptr) {
+        PyObject* extra = Py_BuildValue("{s:L,s:L,s:L}", "duration_ns",
+                                        static_cast<long long>(end_mono - start_mono_ns_),
+                                        "process_cpu_ns", static_cast<long long>(process_cpu),
+                                        "paused_ns", static_cast<long long>(paused_total_ns_));
+        if (extra == nullptr || PyDict_Update(result, extra) < 0) Py_CLEAR(result);
+        Py_XDECREF(extra);
+    }
+    release_everything();
+    return result;
+}
+
+void Session::release_everything() {
+    HandlerState& st = handler_state();
+    st.active.store(false);
+    wait_for_handlers_to_finish();
+    st.buffer = nullptr;
+    st.wake_fd = -1;
+    active_ = false;
+    Py_CLEAR(names_callable_);
+    buffer_.release_memory();
+    if (wake_fd_ >= 0) close(wake_fd_);
+    wake_fd_ = -1;
+    codes_.clear();
+    resolver_.clear();
+    aggregator_.clear();
+    thread_names_.clear();
+}
+
+namespace {
+PyObject* int64_bytes(const std::vector<int64_t>& v) {
+    return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(v.data()),
+                                     static_cast<Py_ssize_t>(v.size() * sizeof(int64_t)));
+}
+
+// Steals `value`; false (exception set) if it is null or cannot be stored.
+bool put(PyObject* dict, const char* key, PyObject* value) {
+    if (value == nullptr) return false;
+    int rc = PyDict_SetItemString(dict, key, value);
+    Py_DECREF(value);
+    return rc == 0;
+}
+}  // namespace
+
+PyObject* Session::stats() {
+    if (active_) service_tick(false);
+    HandlerState& st = handler_state();
+    HandlerCounters& c = st.counters;
+    RegistryCounters rc = registry_.counters();
+    pid_t self = service_tid_.load();
+    int64_t service_cpu = service_cpu_ns_.load();
+    if (active_ && service_running_ && self != 0) {
+        clockid_t clock;
+        timespec ts;
+        if (pthread_getcpuclockid(service_thread_, &clock) == 0 && clock_gettime(clock, &ts) == 0) {
+            service_cpu = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+        }
+    }
+    int64_t now = monotonic_now_ns();
+    int64_t paused_ns = paused_total_ns_ + (paused() ? now - paused_at_ns_ : 0);
+    return Py_BuildValue(
+        "{s:O,s:O,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:K,s:K,"
+        "s:L,s:L,s:L,s:L,s:L,s:n,s:n,s:n}",
+        "active", active_ ? Py_True : Py_False, "paused", paused() ? Py_True : Py_False,
+        "signals", c.signals.load(), "captured_samples", c.samples.load(), "collected_samples",
+        static_cast<unsigned long long>(aggregator_.samples().size()), "buffer_dropped",
+        c.dropped.load(), "buffer_dropped_weight", c.dropped_weight.load(), "memory_dropped",
+        static_cast<unsigned long long>(aggregator_.dropped_samples()), "memory_dropped_weight",
+        static_cast<unsigned long long>(aggregator_.dropped_weight()), "timer_overruns",
+        c.overruns.load() + rc.overruns_at_delete, "no_thread_state", c.no_thread_state.load(),
+        "walk_errors", c.walk_errors.load(), "truncated_stacks", c.truncated.load(),
+        "paused_signals", c.paused_signals.load(), "foreign_signals", c.foreign_signals.load(),
+        "stale_signals", c.stale_signals.load(), "timers_created",
+        static_cast<unsigned long long>(rc.timers_created), "timers_deleted",
+        static_cast<unsigned long long>(rc.timers_deleted), "registered_threads",
+        static_cast<Py_ssize_t>(active_ ? registry_.size() : 0), "timer_create_failures",
+        static_cast<unsigned long long>(rc.create_failures), "last_create_errno",
+        static_cast<unsigned long long>(rc.last_create_errno), "handler_ns",
+        static_cast<long long>(c.handler_ns.load()), "service_cpu_ns",
+        static_cast<long long>(service_cpu), "duration_ns",
+        static_cast<long long>(active_ ? now - start_mono_ns_ : 0), "process_cpu_ns",
+        static_cast<long long>(active_ ? process_cpu_now_ns() - start_process_cpu_ns_ : 0),
+        "paused_ns", static_cast<long long>(paused_ns), "buffer_capacity",
+        static_cast<Py_ssize_t>(buffer_.capacity()), "memory_bytes",
+        static_cast<Py_ssize_t>(aggregator_.approx_bytes() + buffer_.bytes() +
+                                codes_.approx_bytes()),
+        "interval_ns", static_cast<Py_ssize_t>(options_.interval_ns));
+}
+
+PyObject* Session::build_result() {
+    PyObject* result = stats();
+    if (result == nullptr) return nullptr;
+    const auto& strings = aggregator_.strings();
+    const auto& frames = aggregator_.frames();
+    const auto& stacks = aggregator_.stacks();
+    const auto& samples = aggregator_.samples();
+
+    PyObject* py_strings = PyList_New(static_cast<Py_ssize_t>(strings.size()));
+    for (size_t i = 0; py_strings && i < strings.size(); ++i) {
+        PyObject* s = PyUnicode_DecodeUTF8(strings[i].data(), static_cast<Py_ssize_t>(strings[i].size()),
+                                           "replace");
+        if (s == nullptr) {
+            Py_CLEAR(py_strings);
+            break;
+        }
+        PyList_SET_ITEM(py_strings, static_cast<Py_ssize_t>(i), s);
+    }
+    std::vector<int64_t> frame_cols;
+    frame_cols.reserve(frames.size() * 3);
+    for (const FrameKey& f : frames) {
+        frame_cols.push_back(f.name);
+        frame_cols.push_back(f.file);
+        frame_cols.push_back(f.line);
+    }
+    std::vector<int64_t> stack_cols;
+    stack_cols.reserve(stacks.size() * 2);
+    for (const auto& [parent, frame] : stacks) {
+        stack_cols.push_back(parent);
+        stack_cols.push_back(frame);
+    }
+    // Producers on different threads interleave in the buffer; export in
+    // capture-time order (each thread's own samples are already ordered).
+    std::vector<SampleRecord> sorted(samples.begin(), samples.end());
+    std::stable_sort(sorted.begin(), sorted.end(), [](const SampleRecord& a, const SampleRecord& b) {
+        return a.timestamp_ns < b.timestamp_ns;
+    });
+    std::vector<int64_t> ts, tid, stack, weight;
+    ts.reserve(samples.size());
+    tid.reserve(samples.size());
+    stack.reserve(samples.size());
+    weight.reserve(samples.size());
+    for (const SampleRecord& r : sorted) {
+        ts.push_back(r.timestamp_ns);
+        tid.push_back(r.tid);
+        stack.push_back(r.stack);
+        weight.push_back(r.weight);
+    }
+    PyObject* names = PyDict_New();
+    for (const auto& [t, name] : thread_names_) {
+        if (names == nullptr) break;
+        PyObject* k = PyLong_FromLong(t);
+        PyObject* v = PyUnicode_DecodeUTF8(name.data(), static_cast<Py_ssize_t>(name.size()), "replace");
+        if (k == nullptr || v == nullptr || PyDict_SetItem(names, k, v) < 0) Py_CLEAR(names);
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+    }
+    bool ok = put(result, "strings", py_strings) && put(result, "frames", int64_bytes(frame_cols)) &&
+              put(result, "stacks", int64_bytes(stack_cols)) &&
+              put(result, "timestamps", int64_bytes(ts)) && put(result, "thread_ids", int64_bytes(tid)) &&
+              put(result, "stack_ids", int64_bytes(stack)) && put(result, "weights", int64_bytes(weight)) &&
+              put(result, "thread_names", names) &&
+              put(result, "start_monotonic_ns", PyLong_FromLongLong(start_mono_ns_));
+    if (!ok) Py_CLEAR(result);
+    return result;
+}
+
+int Session::register_current_thread() {
+    if (!active_) return 0;
+    PyThreadState* ts = PyThreadState_Get();
+    return registry_.register_thread(current_tid(), compat::thread_state_unique_id(ts)) ? 1 : 0;
+}
+
+int Session::unregister_current_thread() {
+    if (!active_) return 0;
+    return registry_.unregister_thread(current_tid()) ? 1 : 0;
+}
+
+int Session::current_thread_registered() {
+    return active_ && registry_.is_registered(current_tid()) ? 1 : 0;
+}
+
+void Session::after_fork_in_child() {
+    Session& s = instance();
+    HandlerState& st = handler_state();
+    if (!s.active_) return;
+    st.active.store(false);
+    st.inflight.store(0);
+    restore_signal_handler_after_fork();
+    s.registry_.forget_after_fork();
+    s.service_running_ = false;  // that thread does not exist in the child
+    compat::remove_code_death_hook();
+    s.release_everything();
+}
+
+}  // namespace spprof

@@ -1,0 +1,105 @@
+// session.h: one profiling session, from start() to stop().
+//
+// Owns the pieces and their order: the code-death hook and the signal
+// handler go in before any timer is armed and come out after the last timer
+// is deleted; a service thread keeps the thread registry in sync with the
+// interpreter and drains the sample buffer while the session runs.
+//
+// All public functions are called with the GIL held. One session at a time
+// per process.
+#pragma once
+
+#include <Python.h>
+#include <pthread.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+
+#include "aggregator.h"
+#include "code_registry.h"
+#include "resolver.h"
+#include "sample_buffer.h"
+#include "thread_registry.h"
+
+namespace spprof {
+
+struct StartOptions {
+    int64_t interval_ns = 10'000'000;
+    size_t memory_limit_bytes = 100u << 20;
+    bool take_over_sigprof = false;
+    PyObject* thread_names = nullptr;  // callable -> {tid: name}; borrowed
+};
+
+class Session {
+public:
+    // Returns false with a Python exception set on failure (and leaves
+    // nothing installed).
+    bool start(const StartOptions& options);
+    // Stops and returns the result dict (new reference), or nullptr with an
+    // exception set.
+    PyObject* stop();
+    bool active() const { return active_; }
+    bool paused() const;
+    bool pause();
+    bool resume();
+
+    PyObject* stats();  // new reference (dict)
+
+    int register_current_thread();    // 1 yes, 0 no
+    int unregister_current_thread();  // 1 was registered, 0 was not
+    int current_thread_registered();
+
+    // pthread_atfork child handler (registered once): the child inherits our
+    // memory and signal handler but none of the timers or threads.
+    static void after_fork_in_child();
+
+    // Work done on the service thread with the GIL held; also run by
+    // stop() and stats() so results are current.
+    void service_tick(bool force_names);
+
+    static Session& instance();
+
+private:
+    static void* service_main(void* arg);
+    void service_loop();
+    void update_thread_names();
+    void on_code_death(PyCodeObject* code);
+    static void code_death_trampoline(PyCodeObject* code);
+    void release_everything();
+    PyObject* build_result();
+
+    bool active_ = false;
+    StartOptions options_;
+    PyObject* names_callable_ = nullptr;  // strong reference while active
+    SampleBuffer buffer_;
+    CodeRegistry codes_;
+    Resolver resolver_;
+    Aggregator aggregator_;
+    ThreadRegistry registry_;
+    std::unordered_map<pid_t, std::string> thread_names_;
+
+    pthread_t service_thread_{};
+    bool service_running_ = false;
+    std::atomic<bool> service_stop_{false};
+    std::atomic<pid_t> service_tid_{0};
+    std::atomic<int64_t> service_cpu_ns_{0};
+    int wake_fd_ = -1;
+    uint64_t names_seen_created_ = ~uint64_t{0};
+    int64_t names_updated_ns_ = 0;
+
+    uint32_t session_counter_ = 0;
+    int64_t start_mono_ns_ = 0;
+    int64_t start_process_cpu_ns_ = 0;
+    int64_t paused_at_ns_ = 0;
+    int64_t paused_total_ns_ = 0;
+    uint64_t resolved_samples_ = 0;
+};
+
+int64_t monotonic_now_ns();
+int64_t process_cpu_now_ns();
+pid_t current_tid();
+
+}  // namespace spprof

@@ -1,0 +1,78 @@
+// signal_handler.h: the SIGPROF handler and the state it shares.
+//
+// THE CONTRACT (stated once, here; everything marked ASYNC-SIGNAL-SAFE in
+// this codebase follows it):
+//   - no malloc/free/new, no locks (no mutex, no GIL, no Python API that can
+//     allocate, abort or lock), no C++ exceptions, no stdio;
+//   - errno is saved on entry and restored on exit;
+//   - bounded work: the stack walk and every retry loop have fixed bounds;
+//   - only preallocated memory: the sample buffer and the atomics below;
+//   - it reads the interrupted thread's OWN Python thread state, never the
+//     GIL holder's, so a thread running C code with the GIL released is
+//     charged to the Python function that called that code.
+//
+// The handler never touches the thread registry: everything it needs about
+// the timer arrives in siginfo (the kernel thread id and the session are
+// encoded in si_value, overruns in si_overrun).
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace spprof {
+
+class SampleBuffer;
+
+// si_value layout of our timers: magic (16 bits) | session (16) | tid (32).
+inline constexpr uint64_t kTimerMagic = 0x5350;  // "SP"
+
+inline void* encode_timer_value(uint32_t session, pid_t tid) {
+    uint64_t v = (kTimerMagic << 48) | (uint64_t{session & 0xffffu} << 32) |
+                 static_cast<uint32_t>(tid);
+    return reinterpret_cast<void*>(v);
+}
+
+struct HandlerCounters {
+    std::atomic<uint64_t> signals{0};          // SIGPROFs from our timers
+    std::atomic<uint64_t> samples{0};          // samples written to the buffer
+    std::atomic<uint64_t> dropped{0};          // buffer full
+    std::atomic<uint64_t> dropped_weight{0};   // their weight (CPU intervals)
+    std::atomic<uint64_t> overruns{0};         // sum of si_overrun
+    std::atomic<uint64_t> no_thread_state{0};  // thread had no Python state
+    std::atomic<uint64_t> walk_errors{0};      // invalid pointer / cycle seen
+    std::atomic<uint64_t> truncated{0};        // stack deeper than kMaxDepth
+    std::atomic<uint64_t> paused_signals{0};   // arrived while paused
+    std::atomic<uint64_t> foreign_signals{0};  // SIGPROF not from our timers
+    std::atomic<uint64_t> stale_signals{0};    // from an earlier session
+    std::atomic<uint64_t> handler_ns{0};       // time spent in the handler
+    void reset();
+};
+
+struct HandlerState {
+    std::atomic<bool> active{false};
+    std::atomic<bool> paused{false};
+    std::atomic<int> inflight{0};       // handlers currently running
+    std::atomic<uint32_t> session{0};   // low 16 bits go into si_value
+    SampleBuffer* buffer = nullptr;     // set before `active`
+    std::atomic<uint64_t> code_epoch{0};  // bumped on every code object death
+    int wake_fd = -1;                   // eventfd: ask the resolver to drain
+    std::atomic<bool> wake_pending{false};
+    size_t wake_threshold = 0;          // buffer fill that triggers a wake
+    struct sigaction previous {};       // disposition before we installed
+    bool chain_previous = false;        // forward foreign SIGPROFs to it
+    HandlerCounters counters;
+};
+
+HandlerState& handler_state();
+
+// The SIGPROF handler (installed with SA_SIGINFO). ASYNC-SIGNAL-SAFE.
+void sigprof_handler(int signo, siginfo_t* info, void* ucontext);
+
+// Wait until no handler is running any more, after `active` was cleared.
+// Spins with sched_yield: a handler's work is bounded (microseconds).
+void wait_for_handlers_to_finish();
+
+}  // namespace spprof

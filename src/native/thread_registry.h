@@ -1,0 +1,82 @@
+// thread_registry.h: which threads are sampled, and their timers.
+//
+// Keyed by kernel thread id in a hash map: no size limit, average O(1)
+// add/find/remove. A mutex serialises registrations coming from any thread
+// (the resolver's periodic scan, register_thread() calls, stop()); the
+// signal handler never looks here, so it never meets that lock.
+#pragma once
+
+#include <Python.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "sampler.h"
+
+namespace spprof {
+
+struct RegistryCounters {
+    uint64_t timers_created = 0;
+    uint64_t timers_deleted = 0;
+    uint64_t create_failures = 0;
+    uint64_t overruns_at_delete = 0;
+    int last_create_errno = 0;
+    pid_t last_failed_tid = 0;
+};
+
+class ThreadRegistry {
+public:
+    // Start a session: new timers use `session` and `interval_ns`.
+    void begin(uint32_t session, int64_t interval_ns, pid_t ignored_tid);
+
+    // GIL held. Bring the registry in line with the interpreter's thread
+    // states: timers for new threads, none for threads that are gone.
+    void sync_with_interpreter(PyInterpreterState* interp);
+
+    // Register/unregister one thread explicitly. Both idempotent.
+    // register: true if the thread is sampled afterwards.
+    // unregister: true if it was sampled before the call.
+    bool register_thread(pid_t tid, uint64_t tstate_uid);
+    bool unregister_thread(pid_t tid);
+    bool is_registered(pid_t tid);
+
+    // Re-arm every timer with `interval_ns` (0 disarms), keeping them all.
+    void set_interval(int64_t interval_ns);
+
+    // Delete every timer and forget every thread.
+    void end();
+
+    // In a fork child: the timers were not inherited; forget them unused.
+    void forget_after_fork();
+
+    size_t size();
+    RegistryCounters counters();
+    std::vector<pid_t> thread_ids();
+
+private:
+    struct Entry {
+        uint64_t tstate_uid = 0;
+        ThreadTimer timer;
+        uint64_t seen = 0;
+    };
+    // mu_ held.
+    bool add_locked(pid_t tid, uint64_t uid);
+    void remove_locked(std::unordered_map<pid_t, Entry>::iterator it);
+
+    std::mutex mu_;
+    std::unordered_map<pid_t, Entry> threads_;
+    // Threads unregistered explicitly: the scan leaves them alone until they
+    // register again or exit. Value: the thread state's unique id.
+    std::unordered_map<pid_t, uint64_t> opted_out_;
+    uint32_t session_ = 0;
+    int64_t interval_ns_ = 0;
+    pid_t ignored_tid_ = 0;
+    uint64_t scan_generation_ = 0;
+    RegistryCounters counters_;
+};
+
+}  // namespace spprof

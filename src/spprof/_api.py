@@ -1,0 +1,552 @@
+"""The public profiling API: start/stop, Profiler, @profile, thread control."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import inspect
+import math
+import os
+import platform as _platform
+import sys
+import threading
+import warnings
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar, overload
+
+from ._errors import ProfilerError
+from ._model import Frame, Profile
+
+__all__ = [
+    "Profiler",
+    "ProfilerStats",
+    "ThreadProfiler",
+    "is_active",
+    "is_paused",
+    "pause",
+    "profile",
+    "register_thread",
+    "resume",
+    "start",
+    "stats",
+    "stop",
+    "unregister_thread",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_lock = threading.RLock()
+
+
+class _SessionInfo:
+    """What the Python layer remembers about the running session."""
+
+    def __init__(self, interval_ms: int, output_path: str | None, memory_limit_mb: float) -> None:
+        self.interval_ms = interval_ms
+        self.output_path = output_path
+        self.memory_limit_mb = memory_limit_mb
+        self.start_time = datetime.now(timezone.utc)
+        self.start_wall_ns = 0
+        self.owner_pid = os.getpid()
+
+
+_session: _SessionInfo | None = None
+
+
+def _native() -> Any:
+    from . import _native as native
+
+    return native
+
+
+# -- argument checks -----------------------------------------------------------
+
+
+def _check_interval(interval_ms: object) -> int:
+    if isinstance(interval_ms, bool) or not isinstance(interval_ms, int):
+        if isinstance(interval_ms, float) and math.isfinite(interval_ms) and interval_ms.is_integer():
+            interval_ms = int(interval_ms)
+        else:
+            raise ValueError(
+                f"interval_ms must be a whole number of milliseconds from 1 to 1000, "
+                f"got {interval_ms!r}"
+            )
+    assert isinstance(interval_ms, int)
+    if not 1 <= interval_ms <= 1000:
+        raise ValueError(
+            f"interval_ms must be a whole number of milliseconds from 1 to 1000, got {interval_ms}"
+        )
+    return interval_ms
+
+
+def _check_memory_limit(memory_limit_mb: object) -> float:
+    if (
+        isinstance(memory_limit_mb, bool)
+        or not isinstance(memory_limit_mb, (int, float))
+        or not math.isfinite(memory_limit_mb)
+        or memory_limit_mb < 1
+    ):
+        raise ValueError(f"memory_limit_mb must be a number >= 1 (megabytes), got {memory_limit_mb!r}")
+    return float(memory_limit_mb)
+
+
+def _check_output_path(output_path: object) -> str | None:
+    if output_path is None:
+        return None
+    if not isinstance(output_path, (str, os.PathLike)):
+        raise ValueError(f"output_path must be a path or None, got {output_path!r}")
+    path = os.fspath(output_path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path:
+        raise ValueError("output_path must not be empty")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(f"output_path directory does not exist: {directory}")
+    from .writers import format_for_path
+
+    format_for_path(path, default="speedscope")
+    return path
+
+
+def _thread_names() -> dict[int, str]:
+    names = {}
+    for t in threading.enumerate():
+        tid = getattr(t, "native_id", None)
+        if tid:
+            names[tid] = t.name
+    return names
+
+
+# -- start / stop ----------------------------------------------------------------
+
+
+def start(
+    interval_ms: int = 10,
+    output_path: str | os.PathLike[str] | None = None,
+    memory_limit_mb: float = 100,
+    *,
+    take_over_sigprof: bool = False,
+) -> None:
+    """Start sampling every Python thread of this process.
+
+    ``interval_ms``: CPU time between samples of one thread (1..1000).
+    ``output_path``: where ``stop()`` (or interpreter exit) saves the profile;
+    the format follows the extension (speedscope by default).
+    ``memory_limit_mb``: cap on the memory spprof uses for samples; past it
+    new samples are dropped and counted.
+    ``take_over_sigprof``: replace a SIGPROF handler the program already has
+    (restored on stop) instead of refusing to start.
+
+    Raises ``ValueError`` for bad arguments, ``RuntimeError`` if a session is
+    running, :class:`ProfilerError` if sampling cannot start (the program is
+    unaffected either way).
+    """
+    global _session
+    interval = _check_interval(interval_ms)
+    limit = _check_memory_limit(memory_limit_mb)
+    path = _check_output_path(output_path)
+    with _lock:
+        if _session is not None and _session.owner_pid == os.getpid():
+            raise RuntimeError("the profiler is already running; call spprof.stop() first")
+        native = _native()
+        info = _SessionInfo(interval, path, limit)
+        info.start_wall_ns = _wall_ns()
+        native.start(
+            interval_ns=interval * 1_000_000,
+            memory_limit_bytes=int(limit * 1024 * 1024),
+            take_over_sigprof=bool(take_over_sigprof),
+            thread_names=_thread_names,
+        )
+        _session = info
+        _ensure_process_hooks()
+
+
+def _wall_ns() -> int:
+    import time
+
+    return time.time_ns()
+
+
+def stop() -> Profile:
+    """Stop sampling and return the :class:`Profile`.
+
+    If ``start()`` was given an ``output_path`` the profile is saved there
+    too; a failed save is reported with a warning and the profile is still
+    returned. Raises ``RuntimeError`` when no session is running.
+    """
+    global _session
+    with _lock:
+        if _session is None or _session.owner_pid != os.getpid():
+            raise RuntimeError("the profiler is not running; call spprof.start() first")
+        info = _session
+        raw = _native().stop()
+        _session = None
+    prof = _profile_from_native(raw, info)
+    if info.output_path is not None:
+        try:
+            prof.save(info.output_path)
+        except (OSError, ValueError) as exc:
+            warnings.warn(
+                f"spprof: could not save the profile to {info.output_path}: {exc}; "
+                "the returned Profile is intact, call profile.save() with another path",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return prof
+
+
+def is_active() -> bool:
+    """True while a session is running in this process."""
+    return _session is not None and _session.owner_pid == os.getpid() and _native().is_active()
+
+
+def is_paused() -> bool:
+    return is_active() and _native().is_paused()
+
+
+def pause() -> bool:
+    """Disarm every timer (no samples) until ``resume()``. Timers are kept,
+    not recreated. Returns False if not running or already paused."""
+    return is_active() and _native().pause()
+
+
+def resume() -> bool:
+    """Re-arm the timers with the session's interval. Returns False if not
+    running or not paused."""
+    return is_active() and _native().resume()
+
+
+# -- stats ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfilerStats:
+    """The profiler's own health, measured."""
+
+    active: bool
+    paused: bool
+    backend: str
+    interval_ms: float
+    collected_samples: int  # resolved and stored
+    dropped_samples: int  # lost: buffer full or memory limit reached
+    timer_overruns: int  # expirations folded into other samples' weights
+    timer_create_failures: int
+    registered_threads: int
+    duration_ms: float
+    effective_rate_hz: float  # samples per second of sampled CPU time
+    signals: int  # SIGPROFs received from our timers
+    handler_cpu_ms: float  # time spent in the signal handler, summed
+    service_cpu_ms: float  # CPU of spprof's service thread
+    process_cpu_ms: float  # CPU of the whole process during the session
+    overhead_percent: float  # (handler + service) / process CPU
+    memory_bytes: int
+    walk_errors: int
+    truncated_stacks: int
+    no_thread_state: int
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_native(cls, raw: dict[str, Any]) -> ProfilerStats:
+        interval_ms = raw.get("interval_ns", 0) / 1e6
+        handler_ms = raw["handler_ns"] / 1e6
+        service_ms = raw["service_cpu_ns"] / 1e6
+        process_ms = raw["process_cpu_ns"] / 1e6
+        captured = raw["captured_samples"]
+        cpu_ms = (captured + raw["timer_overruns"]) * interval_ms
+        return cls(
+            active=bool(raw["active"]),
+            paused=bool(raw["paused"]),
+            backend="timer_create",
+            interval_ms=interval_ms,
+            collected_samples=raw["collected_samples"],
+            dropped_samples=raw["buffer_dropped"] + raw["memory_dropped"],
+            timer_overruns=raw["timer_overruns"],
+            timer_create_failures=raw["timer_create_failures"],
+            registered_threads=raw["registered_threads"],
+            duration_ms=raw["duration_ns"] / 1e6,
+            effective_rate_hz=captured / (cpu_ms / 1000.0) if cpu_ms > 0 else 0.0,
+            signals=raw["signals"],
+            handler_cpu_ms=handler_ms,
+            service_cpu_ms=service_ms,
+            process_cpu_ms=process_ms,
+            overhead_percent=100.0 * (handler_ms + service_ms) / process_ms if process_ms > 0 else 0.0,
+            memory_bytes=raw["memory_bytes"],
+            walk_errors=raw["walk_errors"],
+            truncated_stacks=raw["truncated_stacks"],
+            no_thread_state=raw["no_thread_state"],
+            raw=dict(raw),
+        )
+
+
+def stats() -> ProfilerStats:
+    """Counters of the running session (or of an idle profiler: zeros)."""
+    with _lock:
+        return ProfilerStats.from_native(_native().stats())
+
+
+# -- native result -> Profile ------------------------------------------------------
+
+
+_RESULT_ONLY = frozenset(
+    ("strings", "frames", "stacks", "timestamps", "thread_ids", "stack_ids", "weights", "thread_names")
+)
+
+
+def _profile_from_native(raw: dict[str, Any], info: _SessionInfo) -> Profile:
+    strings: list[str] = raw["strings"]
+    fcols = array("q")
+    fcols.frombytes(raw["frames"])
+    frames = [
+        Frame(strings[fcols[i]], strings[fcols[i + 1]], fcols[i + 2])
+        for i in range(0, len(fcols), 3)
+    ]
+    scols = array("q")
+    scols.frombytes(raw["stacks"])
+    parents = scols[0::2]
+    leaf_frames = scols[1::2]
+
+    columns = {}
+    for key in ("timestamps", "thread_ids", "stack_ids", "weights"):
+        col = array("q")
+        col.frombytes(raw[key])
+        columns[key] = col
+
+    # Native stack ids name trie nodes; keep the ones samples use, as
+    # root-first tuples of Frame.
+    built: dict[int, tuple[Frame, ...]] = {0: ()}
+
+    def stack_tuple(sid: int) -> tuple[Frame, ...]:
+        chain = []
+        while sid not in built:
+            chain.append(sid)
+            sid = parents[sid]
+        base = built[sid]
+        for node in reversed(chain):
+            base = base + (frames[leaf_frames[node]],)
+            built[node] = base
+        return base
+
+    remap: dict[int, int] = {}
+    stacks: list[tuple[Frame, ...]] = []
+    indices = array("q")
+    for sid in columns["stack_ids"]:
+        idx = remap.get(sid)
+        if idx is None:
+            idx = remap[sid] = len(stacks)
+            stacks.append(stack_tuple(sid))
+        indices.append(idx)
+
+    # Monotonic capture times -> wall-clock nanoseconds since the epoch.
+    offset = info.start_wall_ns - raw["start_monotonic_ns"]
+    timestamps = array("q", (t + offset for t in columns["timestamps"]))
+    end_time = info.start_time + timedelta(microseconds=raw["duration_ns"] / 1000)
+    prof = Profile.from_columns(
+        start_time=info.start_time,
+        end_time=end_time,
+        interval_ms=info.interval_ms,
+        stacks=stacks,
+        timestamps_ns=timestamps,
+        thread_ids=columns["thread_ids"],
+        stack_indices=indices,
+        weights=columns["weights"],
+        thread_names=dict(raw["thread_names"]),
+        dropped_count=raw["buffer_dropped"] + raw["memory_dropped"],
+        python_version=_platform.python_version(),
+        platform=_platform.platform(),
+    )
+    prof.stats = ProfilerStats.from_native({k: v for k, v in raw.items() if k not in _RESULT_ONLY})
+    return prof
+
+
+# -- process hooks ----------------------------------------------------------------
+
+_hooks_installed = False
+
+
+def _ensure_process_hooks() -> None:
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_stop_at_exit)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _stop_at_exit() -> None:
+    if _session is None or _session.owner_pid != os.getpid():
+        return
+    try:
+        stop()
+    except Exception as exc:  # never turn the program's exit into a traceback
+        print(f"spprof: could not stop the profiler at exit: {exc}", file=sys.stderr)
+
+
+def _after_fork_in_child() -> None:
+    """The child inherits memory but no timers: start clean, unprofiled."""
+    global _session, _lock
+    _lock = threading.RLock()  # the parent's lock may be held by a thread that is not here
+    if _session is not None:
+        _session = None
+        try:
+            _native().after_fork_in_child()
+        except Exception:
+            pass
+
+
+# -- context manager, decorator -------------------------------------------------------
+
+
+class Profiler:
+    """Profile a block: ``with Profiler() as p: ...`` then ``p.profile``.
+
+    Also usable with explicit ``start()``/``stop()``, and ``pause()``/
+    ``resume()`` in between.
+    """
+
+    def __init__(
+        self,
+        interval_ms: int = 10,
+        output_path: str | os.PathLike[str] | None = None,
+        memory_limit_mb: float = 100,
+        *,
+        take_over_sigprof: bool = False,
+    ) -> None:
+        self.interval_ms = _check_interval(interval_ms)
+        self.output_path = _check_output_path(output_path)
+        self.memory_limit_mb = _check_memory_limit(memory_limit_mb)
+        self.take_over_sigprof = take_over_sigprof
+        self.profile: Profile | None = None
+        self._running = False
+
+    def start(self) -> Profiler:
+        start(
+            self.interval_ms,
+            self.output_path,
+            self.memory_limit_mb,
+            take_over_sigprof=self.take_over_sigprof,
+        )
+        self._running = True
+        return self
+
+    def stop(self) -> Profile:
+        if not self._running:
+            raise RuntimeError("this Profiler is not running")
+        self._running = False
+        self.profile = stop()
+        return self.profile
+
+    def pause(self) -> bool:
+        return self._running and pause()
+
+    def resume(self) -> bool:
+        return self._running and resume()
+
+    def __enter__(self) -> Profiler:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._running:
+            self.stop()
+
+
+@overload
+def profile(func: F) -> F: ...
+@overload
+def profile(
+    func: None = None, *, interval_ms: int = 10, output_path: str | os.PathLike[str] | None = None
+) -> Callable[[F], F]: ...
+
+
+def profile(
+    func: Callable[..., Any] | None = None,
+    *,
+    interval_ms: int = 10,
+    output_path: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Decorator: profile every call of the function.
+
+    ``@profile`` or ``@profile(interval_ms=5, output_path="out.html")``. The
+    last call's profile is on ``wrapper.last_profile``. If another session
+    is already running, the call simply runs inside it.
+    """
+    interval = _check_interval(interval_ms)
+    path = _check_output_path(output_path)
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                if is_active():
+                    return await fn(*args, **kwargs)
+                prof = Profiler(interval, path)
+                with prof:
+                    result = await fn(*args, **kwargs)
+                async_wrapper.last_profile = prof.profile  # type: ignore[attr-defined]
+                return result
+
+            async_wrapper.last_profile = None  # type: ignore[attr-defined]
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if is_active():
+                return fn(*args, **kwargs)
+            prof = Profiler(interval, path)
+            try:
+                with prof:
+                    return fn(*args, **kwargs)
+            finally:
+                wrapper.last_profile = prof.profile  # type: ignore[attr-defined]
+
+        wrapper.last_profile = None  # type: ignore[attr-defined]
+        return wrapper
+
+    if func is not None:
+        if not callable(func):
+            raise ValueError(f"profile() decorates a function, got {func!r}")
+        return decorate(func)
+    return decorate
+
+
+# -- explicit thread control --------------------------------------------------------
+
+
+def register_thread() -> bool:
+    """Make sure the calling thread is sampled. Threads are found
+    automatically; this makes it immediate. Idempotent. Returns True if
+    the thread is sampled after the call (False when not profiling or when
+    no timer could be created for it)."""
+    return is_active() and _native().register_thread()
+
+
+def unregister_thread() -> bool:
+    """Stop sampling the calling thread (until it registers again).
+    Idempotent. Returns True if the thread was sampled before the call."""
+    return is_active() and _native().unregister_thread()
+
+
+class ThreadProfiler:
+    """``with ThreadProfiler(): ...`` samples the calling thread inside the
+    block and leaves its registration as it was before afterwards."""
+
+    def __init__(self) -> None:
+        self._was_registered = False
+        self.registered = False
+
+    def __enter__(self) -> ThreadProfiler:
+        self._was_registered = is_active() and _native().is_thread_registered()
+        self.registered = register_thread()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._was_registered:
+            unregister_thread()
+
+
+# Keep a reference so ProfilerError is importable from here too.
+_ = ProfilerError

@@ -1,0 +1,11 @@
+"""spprof's exception base."""
+
+from __future__ import annotations
+
+__all__ = ["ProfilerError"]
+
+
+class ProfilerError(RuntimeError):
+    """The profiler could not do what was asked (e.g. no timer could be
+    created, or another SIGPROF handler is installed). The program itself is
+    unaffected: it keeps running unprofiled."""

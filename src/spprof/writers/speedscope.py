@@ -1,0 +1,92 @@
+"""speedscope's file format (https://www.speedscope.app/file-format-schema.json).
+
+One ``sampled`` profile per thread. Each sample is a list of frame indices
+ROOT FIRST (index 0 is the outermost call); weights are nanoseconds of CPU
+time (interval x sample weight); samples are in capture order.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .._model import Frame, Profile
+
+SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
+
+
+def build_document(profile: Profile, *, merge_threads: bool = False) -> dict:
+    frames: list[dict] = []
+    frame_index: dict[Frame, int] = {}
+    stack_cache: dict[int, list[int]] = {}
+    stacks = profile.stacks
+
+    def indices(stack_idx: int) -> list[int]:
+        got = stack_cache.get(stack_idx)
+        if got is None:
+            got = []
+            for fr in stacks[stack_idx]:
+                i = frame_index.get(fr)
+                if i is None:
+                    i = frame_index[fr] = len(frames)
+                    frames.append({"name": fr.function_name, "file": fr.filename, "line": fr.lineno})
+                got.append(i)
+            stack_cache[stack_idx] = got
+        return got
+
+    interval_ns = profile.interval_ns
+    per_thread: dict[int, tuple[list[list[int]], list[int], int, int]] = {}
+    order: list[int] = []
+    for ts, tid, sidx, w in profile.iter_compact():
+        key = 0 if merge_threads else tid
+        entry = per_thread.get(key)
+        if entry is None:
+            entry = per_thread[key] = ([], [], ts, ts)
+            order.append(key)
+        samples, weights, first, last = entry
+        samples.append(indices(sidx))
+        weights.append(w * interval_ns)
+        if ts < first or ts > last:
+            per_thread[key] = (samples, weights, min(first, ts), max(last, ts))
+
+    names = profile.thread_names
+    profiles = []
+    for key in order:
+        samples, weights, first, last = per_thread[key]
+        if merge_threads:
+            name = "all threads"
+        else:
+            name = f"{names.get(key) or 'thread'} (tid {key})"
+        total = sum(weights)
+        profiles.append(
+            {
+                "type": "sampled",
+                "name": name,
+                "unit": "nanoseconds",
+                "startValue": 0,
+                "endValue": total,
+                "samples": samples,
+                "weights": weights,
+            }
+        )
+    return {
+        "$schema": SCHEMA_URL,
+        "shared": {"frames": frames},
+        "profiles": profiles,
+        "name": f"spprof profile ({profile.sample_count} samples)",
+        "activeProfileIndex": 0,
+        "exporter": "spprof",
+    }
+
+
+class SpeedscopeWriter:
+    name = "speedscope"
+    extension = ".speedscope.json"
+
+    def render(self, profile: Profile, *, merge_threads: bool = False, **_: object) -> bytes:
+        doc = build_document(profile, merge_threads=merge_threads)
+        return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+
+WRITER = SpeedscopeWriter()

@@ -1,0 +1,221 @@
+"""The Python API: arguments, errors, lifecycle, context manager, decorator."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import warnings
+
+import pytest
+
+import spprof
+
+
+def burn(cpu_s: float) -> None:
+    end = time.thread_time() + cpu_s
+    while time.thread_time() < end:
+        pass
+
+
+def test_public_names():
+    for name in ("start", "stop", "is_active", "stats", "Profiler", "profile", "register_thread",
+                 "unregister_thread", "ThreadProfiler", "Frame", "Sample", "Profile",
+                 "AggregatedProfile", "ProfilerError", "pause", "resume"):
+        assert name in spprof.__all__
+        assert hasattr(spprof, name)
+    import importlib.resources
+
+    assert importlib.resources.files("spprof").joinpath("py.typed").is_file()
+
+
+@pytest.mark.parametrize("bad", [0, 1001, -5, True, False, math.nan, math.inf, 2.5, "10", None])
+def test_bad_interval_is_value_error(bad):
+    with pytest.raises(ValueError, match="interval_ms"):
+        spprof.start(interval_ms=bad)
+    assert not spprof.is_active()
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, "100", True])
+def test_bad_memory_limit_is_value_error(bad):
+    with pytest.raises(ValueError, match="memory_limit_mb"):
+        spprof.start(memory_limit_mb=bad)
+
+
+def test_output_path_directory_must_exist(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        spprof.start(output_path=tmp_path / "missing" / "p.json")
+    assert not spprof.is_active()
+
+
+def test_start_twice_and_stop_twice():
+    with pytest.raises(RuntimeError, match="not running"):
+        spprof.stop()
+    spprof.start()
+    try:
+        assert spprof.is_active()
+        with pytest.raises(RuntimeError, match="already running"):
+            spprof.start()
+    finally:
+        spprof.stop()
+    assert not spprof.is_active()
+    with pytest.raises(RuntimeError, match="not running"):
+        spprof.stop()
+
+
+def test_start_stop_returns_profile():
+    spprof.start(interval_ms=5)
+    burn(0.3)
+    prof = spprof.stop()
+    assert isinstance(prof, spprof.Profile)
+    assert prof.interval_ms == 5
+    assert 45 <= prof.sample_count <= 75
+    assert prof.start_time < prof.end_time
+    assert prof.total_duration_ms >= 300
+    assert prof.python_version.count(".") == 2
+    assert threading.get_native_id() in prof.thread_ids
+    assert prof.thread_names[threading.get_native_id()] == "MainThread"
+    leafs = {s.frames[-1].function_name for s in prof.samples}
+    assert "burn" in leafs
+    assert prof.dropped_count == 0
+    assert prof.stats.collected_samples == prof.sample_count
+    agg = prof.aggregate()
+    assert agg.total_samples == prof.sample_count
+    assert agg.compression_ratio >= 1.0
+
+
+def test_context_manager_and_output_path(tmp_path):
+    out = tmp_path / "ctx.collapsed"
+    with spprof.Profiler(interval_ms=5, output_path=out) as p:
+        assert spprof.is_active()
+        burn(0.2)
+    assert not spprof.is_active()
+    assert p.profile is not None and p.profile.sample_count >= 20
+    text = out.read_text()
+    assert "burn (" in text
+
+
+def test_context_manager_stops_on_exception():
+    with pytest.raises(ZeroDivisionError):
+        with spprof.Profiler():
+            1 / 0
+    assert not spprof.is_active()
+
+
+def test_decorator_bare_and_with_arguments(tmp_path):
+    @spprof.profile
+    def work():
+        burn(0.1)
+        return 42
+
+    assert work() == 42
+    assert work.last_profile.sample_count >= 5
+    assert work.__name__ == "work"
+
+    out = tmp_path / "deco.speedscope.json"
+
+    @spprof.profile(interval_ms=2, output_path=out)
+    def other(x):
+        burn(0.1)
+        return x * 2
+
+    assert other(4) == 8
+    assert other.last_profile.interval_ms == 2
+    assert out.exists()
+    with pytest.raises(ValueError):
+        spprof.profile(interval_ms=0)
+
+
+def test_decorator_inside_running_session_just_runs():
+    @spprof.profile
+    def inner():
+        burn(0.05)
+        return "ok"
+
+    spprof.start()
+    try:
+        assert inner() == "ok"
+        assert inner.last_profile is None
+    finally:
+        spprof.stop()
+
+
+def test_async_decorator():
+    import asyncio
+
+    @spprof.profile(interval_ms=5)
+    async def job():
+        burn(0.1)
+        return 3
+
+    assert asyncio.run(job()) == 3
+    assert job.last_profile.sample_count >= 10
+
+
+def test_save_failure_keeps_profile(tmp_path):
+    with spprof.Profiler(interval_ms=5) as p:
+        burn(0.1)
+    prof = p.profile
+    before = prof.sample_count
+    with pytest.raises(OSError):
+        prof.save(tmp_path / "no-such-dir" / "x.json")
+    with pytest.raises(OSError):
+        prof.save(tmp_path)  # a directory
+    with pytest.raises(ValueError, match="unknown format"):
+        prof.save(tmp_path / "x.json", format="bogus")
+    assert prof.sample_count == before
+    assert not list(tmp_path.iterdir())  # nothing half-written
+    path = prof.save(tmp_path / "ok.json")
+    assert os.path.getsize(path) > 0
+
+
+def test_failed_save_at_stop_warns_and_returns_profile(tmp_path):
+    target = tmp_path / "gone"
+    target.mkdir()
+    spprof.start(output_path=target / "p.json")
+    burn(0.05)
+    target.rmdir()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prof = spprof.stop()
+    assert prof.sample_count >= 1
+    assert any("could not save" in str(w.message) for w in caught)
+
+
+def test_register_outside_session_is_false():
+    assert spprof.register_thread() is False
+    assert spprof.unregister_thread() is False
+    with spprof.ThreadProfiler() as tp:
+        assert tp.registered is False
+
+
+def test_register_idempotent_in_session():
+    spprof.start()
+    try:
+        assert spprof.register_thread() is True  # already found by the scan
+        assert spprof.register_thread() is True
+        assert spprof.unregister_thread() is True
+        assert spprof.unregister_thread() is False
+        with spprof.ThreadProfiler() as tp:
+            assert tp.registered is True
+        assert spprof.register_thread() is True
+    finally:
+        spprof.stop()
+
+
+def test_stats_shape():
+    spprof.start(interval_ms=5)
+    try:
+        burn(0.2)
+        st = spprof.stats()
+    finally:
+        spprof.stop()
+    assert st.active and st.backend == "timer_create"
+    assert st.collected_samples >= 20
+    assert st.registered_threads >= 1
+    assert st.timer_create_failures == 0
+    assert st.duration_ms >= 200
+    assert 0 <= st.overhead_percent < 50
+    idle = spprof.stats()
+    assert not idle.active and idle.registered_threads == 0

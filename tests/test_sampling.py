@@ -1,0 +1,224 @@
+"""What the samples say: leaf, line, qualified name, CPU totals, and
+correctness for code that runs with the GIL released or that dies."""
+
+from __future__ import annotations
+
+import textwrap
+
+from conftest import run_scenario
+
+
+def test_hot_line_and_qualified_name(tmp_path):
+    module = tmp_path / "hotmod.py"
+    module.write_text(
+        textwrap.dedent(
+            """\
+            import time
+
+
+            class Cruncher:
+                def spin(self, cpu_s):
+                    end = time.thread_time() + cpu_s
+                    total = 0
+                    while time.thread_time() < end:
+                        total += sum(i * i for i in range(200))  # HOT LINE (line 9)
+                    return total
+            """
+        )
+    )
+    result = run_scenario(
+        f"""
+import sys; sys.path.insert(0, {str(tmp_path)!r})
+import spprof, hotmod
+with spprof.Profiler(interval_ms=5) as p:
+    hotmod.Cruncher().spin(1.0)
+prof = p.profile
+frames = [next(f for f in reversed(s.frames) if f.function_name == "Cruncher.spin")
+          for s in prof.samples if any(f.function_name == "Cruncher.spin" for f in s.frames)]
+emit({{
+    "n": len(frames),
+    "hot": sum(1 for f in frames if f.lineno == 9),
+    "def_line": sum(1 for f in frames if f.lineno == 5),
+    "files": sorted({{f.filename for f in frames}}),
+    "genexpr": sum(1 for s in prof.samples if s.frames[-1].function_name == "Cruncher.spin.<locals>.<genexpr>"),
+}})
+"""
+    )
+    assert result["n"] >= 150, result
+    assert result["hot"] > result["n"] / 2, result
+    assert result["def_line"] == 0, result
+    assert result["files"] == [str(tmp_path / "hotmod.py")]
+    # The generator expression on the hot line is the leaf most of the time.
+    assert result["genexpr"] > result["n"] / 3, result
+
+
+def test_frames_are_root_first():
+    result = run_scenario(
+        """
+import time, spprof
+def leaf(cpu_s):
+    end = time.thread_time() + cpu_s
+    while time.thread_time() < end:
+        pass
+def middle(cpu_s):
+    leaf(cpu_s)
+def outer(cpu_s):
+    middle(cpu_s)
+with spprof.Profiler(interval_ms=5) as p:
+    outer(0.3)
+stacks = [[f.function_name for f in s.frames] for s in p.profile.samples]
+emit({"stacks": stacks})
+"""
+    )
+    hot = [s for s in result["stacks"] if "leaf" in s]
+    assert len(hot) >= 40
+    for names in hot:
+        assert names[0] == "<module>", names
+        assert names[-3:] == ["outer", "middle", "leaf"], names
+
+
+def test_gil_released_hashlib_is_charged_to_caller():
+    """64 MiB sha256 repeatedly: SIGPROF arrives while the thread runs C code
+    with the GIL released. The process must survive and the Python caller
+    gets the samples."""
+    result = run_scenario(
+        """
+import hashlib, threading, time, spprof
+data = b"x" * (64 * 1024 * 1024)
+def digest_many(n):
+    for _ in range(n):
+        hashlib.sha256(data).hexdigest()
+def worker():
+    digest_many(6)
+spprof.start(interval_ms=2)
+t = threading.Thread(target=worker, name="hasher")
+t.start()
+digest_many(6)          # main thread too
+t.join()
+prof = spprof.stop()
+leaves = {}
+for s in prof.samples:
+    leaves[s.frames[-1].function_name] = leaves.get(s.frames[-1].function_name, 0) + s.weight
+emit({"leaves": leaves, "total": sum(leaves.values()), "threads": len(prof.thread_ids)})
+""",
+        timeout=180,
+    )
+    assert result["threads"] == 2, result
+    assert result["leaves"].get("digest_many", 0) >= 0.9 * result["total"], result
+
+
+def test_cpu_time_accounting_and_repeatable_rate():
+    """Sum of weights x interval equals the CPU time burnt (within 10%), and
+    a second session in the same process samples at the same rate (no timer
+    left over from the first)."""
+    result = run_scenario(
+        """
+import time, spprof
+def burn(cpu_s):
+    end = time.thread_time() + cpu_s
+    while time.thread_time() < end:
+        pass
+out = []
+for _ in range(2):
+    spprof.start(interval_ms=10)
+    t0 = time.thread_time()
+    burn(1.5)
+    cpu = time.thread_time() - t0
+    prof = spprof.stop()
+    out.append({"cpu_ms": cpu * 1000, "sampled_ms": prof.total_cpu_ms, "samples": prof.sample_count,
+                "rate": prof.effective_rate_hz})
+emit(out)
+"""
+    )
+    first, second = result
+    for run in result:
+        assert abs(run["sampled_ms"] - run["cpu_ms"]) <= 0.1 * run["cpu_ms"], run
+    assert abs(first["samples"] - second["samples"]) <= 0.1 * first["samples"], result
+    assert abs(first["rate"] - 100) < 5 and abs(second["rate"] - 100) < 5, result
+
+
+def test_dynamically_created_code_is_never_misattributed():
+    """exec'd functions with unique names, deleted and collected right after
+    they run: every sampled name is one that ran, in the right order."""
+    result = run_scenario(
+        """
+import gc, time, spprof
+ran = []
+spprof.start(interval_ms=1)
+for i in range(300):
+    name = f"dyn_{i:04d}"
+    ns = {"time": time}
+    exec(f"def {name}(cpu_s):\\n"
+         f"    end = time.thread_time() + cpu_s\\n"
+         f"    while time.thread_time() < end:\\n"
+         f"        pass\\n", ns)
+    ns[name](0.004)
+    ran.append(name)
+    del ns
+    gc.collect()
+    # Unrun functions are created in the dead ones' place, at the same
+    # addresses if the allocator reuses them: they must never show up.
+    decoys = {}
+    exec(f"def decoy_{i:04d}():\\n    pass\\n", decoys)
+prof = spprof.stop()
+names = {f.function_name for s in prof.samples for f in s.frames}
+emit({"sampled": sorted(n for n in names if n.startswith(("dyn_", "decoy_"))), "ran": ran})
+""",
+        timeout=180,
+    )
+    sampled = set(result["sampled"])
+    assert sampled, "no dynamic function was sampled"
+    assert len(sampled) >= 100, len(sampled)
+    assert sampled <= set(result["ran"]), sorted(sampled - set(result["ran"]))
+
+
+def test_deep_recursion_is_truncated_not_crashing():
+    result = run_scenario(
+        """
+import sys, time, spprof
+sys.setrecursionlimit(5000)
+def deep(n, cpu_s):
+    if n == 0:
+        end = time.thread_time() + cpu_s
+        while time.thread_time() < end:
+            pass
+        return
+    deep(n - 1, cpu_s)
+with spprof.Profiler(interval_ms=5) as p:
+    deep(1500, 0.3)
+prof = p.profile
+s = [x for x in prof.samples if x.frames and x.frames[-1].function_name == "deep"]
+emit({"n": len(s), "depth": max(len(x.frames) for x in s), "root": s[0].frames[0].function_name,
+      "truncated": prof.stats.truncated_stacks})
+"""
+    )
+    assert result["n"] >= 40
+    assert result["root"] == "<truncated>"
+    assert result["depth"] == 129  # 128 innermost frames + the marker
+    assert result["truncated"] >= result["n"]
+
+
+def test_generators_and_coroutines_are_on_the_stack():
+    result = run_scenario(
+        """
+import asyncio, time, spprof
+def produce(n):
+    for i in range(n):
+        end = time.thread_time() + 0.002
+        while time.thread_time() < end:
+            pass
+        yield i
+async def consume():
+    total = 0
+    for v in produce(150):
+        total += v
+        if v % 10 == 0:
+            await asyncio.sleep(0)
+    return total
+with spprof.Profiler(interval_ms=5) as p:
+    asyncio.run(consume())
+chains = [[f.function_name for f in s.frames] for s in p.profile.samples]
+emit({"ok": sum(1 for c in chains if c[-2:] == ["consume", "produce"]), "n": len(chains)})
+"""
+    )
+    assert result["ok"] >= 0.8 * result["n"], result
