@@ -255,3 +255,31 @@ emit({"off": names.count("phase_0000"), "back": names.count("phase_0001"), "stil
     assert result["off"] == 0, result
     assert result["back"] >= 20, result
     assert result["still"] is True and result["tp_registered"] is True
+
+
+def test_thread_exit_during_timer():
+    """Threads that burn CPU right up to the moment they exit, at a 1 ms
+    interval, so timers fire while threads tear down their Python state."""
+    result = run_scenario(
+        PROC_TIMERS_SRC
+        + """
+import threading, time, spprof
+def burn_until_exit():
+    end = time.thread_time() + 0.012
+    while time.thread_time() < end:
+        pass
+spprof.start(interval_ms=1)
+for round_ in range(20):
+    ts = [threading.Thread(target=burn_until_exit) for _ in range(20)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+prof = spprof.stop()
+emit({"timers": len(sigprof_timers()), "samples": prof.sample_count,
+      "walk_errors": prof.stats.walk_errors,
+      "leaf": sum(1 for s in prof.samples if s.frames and s.frames[-1].function_name == "burn_until_exit")})
+""",
+        timeout=180,
+    )
+    assert result["timers"] == 0, result
+    assert result["walk_errors"] == 0, result
+    assert result["leaf"] >= 0.8 * result["samples"] > 0, result

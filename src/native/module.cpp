@@ -16,13 +16,14 @@ using spprof::Session;
 
 PyObject* native_start(PyObject*, PyObject* args, PyObject* kwargs) {
     static const char* kwlist[] = {"interval_ns", "memory_limit_bytes", "take_over_sigprof",
-                                   "thread_names", nullptr};
+                                   "thread_names", "warn", nullptr};
     long long interval_ns = 0;
     unsigned long long memory_limit = 0;
     int take_over = 0;
     PyObject* names = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LK|pO", const_cast<char**>(kwlist), &interval_ns,
-                                     &memory_limit, &take_over, &names)) {
+    PyObject* warn = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LK|pOO", const_cast<char**>(kwlist), &interval_ns,
+                                     &memory_limit, &take_over, &names, &warn)) {
         return nullptr;
     }
     if (interval_ns <= 0) {
@@ -34,6 +35,7 @@ PyObject* native_start(PyObject*, PyObject* args, PyObject* kwargs) {
     opts.memory_limit_bytes = static_cast<size_t>(memory_limit);
     opts.take_over_sigprof = take_over != 0;
     opts.thread_names = names == Py_None ? nullptr : names;
+    opts.warn = warn == Py_None ? nullptr : warn;
     if (!Session::instance().start(opts)) return nullptr;
     Py_RETURN_NONE;
 }

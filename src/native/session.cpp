@@ -4,11 +4,14 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <vector>
 
 #include "compat.h"
 #include "sampler.h"
@@ -78,6 +81,10 @@ bool Session::start(const StartOptions& options) {
     names_seen_created_ = ~uint64_t{0};
     names_updated_ns_ = 0;
     service_cpu_ns_.store(0);
+    warned_timer_failure_ = false;
+    warned_blocked_ = false;
+    blocked_check_cursor_ = 0;
+    sigprof_blocked_.clear();
 
     // The raw-sample buffer takes at most a quarter of the memory budget
     // (and 8 MiB): it only has to hold what arrives between two drains.
@@ -117,13 +124,11 @@ bool Session::start(const StartOptions& options) {
     registry_.sync_with_interpreter(PyThreadState_GetInterpreter(PyThreadState_Get()));
     if (registry_.size() == 0) {
         RegistryCounters c = registry_.counters();
-        std::string why = c.last_create_errno ? strerror(c.last_create_errno) : "no thread found";
-        std::string message = "cannot create any sampling timer (timer_create: " + why + ")";
-        if (c.last_create_errno == EAGAIN) {
-            message +=
-                ". The limit on queued signals (RLIMIT_SIGPENDING, `ulimit -i`) is "
-                "reached; raise it (ulimit -i) or profile fewer threads";
-        }
+        std::string message =
+            c.last_create_errno
+                ? "cannot create any sampling timer, so nothing can be profiled: " +
+                      timer_failure_message(c.last_create_errno)
+                : std::string("no Python thread was found to profile");
         PyObject* discarded = stop();
         Py_XDECREF(discarded);
         PyErr_Clear();
@@ -133,7 +138,10 @@ bool Session::start(const StartOptions& options) {
 
     Py_XINCREF(options.thread_names);
     names_callable_ = options.thread_names;
+    Py_XINCREF(options.warn);
+    warn_callable_ = options.warn;
     update_thread_names();
+    check_health();
 
     service_stop_.store(false);
     service_tid_.store(0);
@@ -147,6 +155,97 @@ bool Session::start(const StartOptions& options) {
     }
     service_running_ = true;
     return true;
+}
+
+std::string Session::timer_failure_message(int err) const {
+    std::string message = std::string("timer_create failed: ") + strerror(err);
+    if (err == EAGAIN) {
+        rlimit lim{};
+        getrlimit(RLIMIT_SIGPENDING, &lim);
+        std::string cur = lim.rlim_cur == RLIM_INFINITY ? "unlimited" : std::to_string(lim.rlim_cur);
+        message +=
+            ". Each sampled thread needs one POSIX timer, and the number of timers is capped "
+            "by the limit on queued signals, RLIMIT_SIGPENDING (currently " +
+            cur +
+            "). Raise it before starting Python with `ulimit -i <larger number>` (or "
+            "resource.setrlimit(resource.RLIMIT_SIGPENDING, ...) up to the hard limit)";
+    } else if (err == EPERM) {
+        message += ". The system (seccomp or a security policy) refuses POSIX CPU timers here";
+    }
+    return message;
+}
+
+void Session::warn(const std::string& message) {
+    if (warn_callable_ == nullptr) return;
+    PyObject* arg = PyUnicode_FromString(message.c_str());
+    PyObject* res = arg ? PyObject_CallOneArg(warn_callable_, arg) : nullptr;
+    Py_XDECREF(arg);
+    if (res == nullptr) {
+        // An error-level warning filter turns warnings into exceptions; the
+        // session must not break for it.
+        PyErr_Clear();
+    }
+    Py_XDECREF(res);
+}
+
+namespace {
+// Whether thread `tid` currently blocks SIGPROF (its SigBlk mask in
+// /proc/self/task/<tid>/status). -1 when the thread is gone.
+int thread_blocks_sigprof(pid_t tid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", static_cast<int>(tid));
+    FILE* f = fopen(path, "re");
+    if (f == nullptr) return -1;
+    char line[256];
+    int result = 0;
+    while (fgets(line, sizeof line, f) != nullptr) {
+        unsigned long long mask = 0;
+        if (sscanf(line, "SigBlk: %llx", &mask) == 1) {
+            result = (mask >> (SIGPROF - 1)) & 1u ? 1 : 0;
+            break;
+        }
+    }
+    fclose(f);
+    return result;
+}
+}  // namespace
+
+void Session::check_health() {
+    RegistryCounters c = registry_.counters();
+    if (c.create_failures > 0 && !warned_timer_failure_) {
+        warned_timer_failure_ = true;
+        warn("spprof: could not create a sampling timer for " + std::to_string(c.create_failures) +
+             " thread(s), which will not be sampled (the others still are). " +
+             timer_failure_message(c.last_create_errno) + ".");
+    }
+    // A thread that blocks SIGPROF never runs our handler: its signal stays
+    // pending and later expirations become overruns of it. Nothing hangs,
+    // but its CPU time is missing from the profile, so say so. Checking
+    // every thread every tick would cost too much with thousands of
+    // threads: look at a few per tick, in rotation.
+    std::vector<pid_t> tids = registry_.thread_ids();
+    if (tids.empty()) return;
+    std::sort(tids.begin(), tids.end());
+    constexpr size_t kPerTick = 8;
+    for (size_t n = 0; n < std::min(kPerTick, tids.size()); ++n) {
+        pid_t tid = tids[(blocked_check_cursor_ + n) % tids.size()];
+        int blocked = thread_blocks_sigprof(tid);
+        if (blocked == 1) {
+            // Libraries block every signal for a moment (around fork, in
+            // posix_spawn): only a block seen on two checks in a row counts.
+            if (++sigprof_blocked_[tid] >= 2 && !warned_blocked_) {
+                warned_blocked_ = true;
+                auto name = thread_names_.find(tid);
+                warn("spprof: thread " + (name != thread_names_.end() ? "'" + name->second + "' " : std::string()) +
+                     "(tid " + std::to_string(tid) +
+                     ") blocks SIGPROF, so it contributes no samples while it does. "
+                     "Unblock SIGPROF in that thread to profile it.");
+            }
+        } else {
+            sigprof_blocked_.erase(tid);
+        }
+    }
+    blocked_check_cursor_ = (blocked_check_cursor_ + kPerTick) % tids.size();
 }
 
 void* Session::service_main(void* arg) {
@@ -191,6 +290,7 @@ void Session::service_tick(bool force_names) {
         names_seen_created_ = c.timers_created;
         update_thread_names();
     }
+    check_health();
     resolved_samples_ += resolver_.drain(buffer_, codes_, aggregator_);
     // Tombstones older than every capture that can still be in flight are
     // no longer needed: read the epoch, then confirm nothing is in flight
@@ -297,6 +397,7 @@ void Session::release_everything() {
     st.wake_fd = -1;
     active_ = false;
     Py_CLEAR(names_callable_);
+    Py_CLEAR(warn_callable_);
     buffer_.release_memory();
     if (wake_fd_ >= 0) close(wake_fd_);
     wake_fd_ = -1;
@@ -338,7 +439,7 @@ PyObject* Session::stats() {
     int64_t now = monotonic_now_ns();
     int64_t paused_ns = paused_total_ns_ + (paused() ? now - paused_at_ns_ : 0);
     return Py_BuildValue(
-        "{s:O,s:O,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:K,s:K,"
+        "{s:O,s:O,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:K,s:K,"
         "s:L,s:L,s:L,s:L,s:L,s:n,s:n,s:n}",
         "active", active_ ? Py_True : Py_False, "paused", paused() ? Py_True : Py_False,
         "signals", c.signals.load(), "captured_samples", c.samples.load(), "collected_samples",
@@ -346,7 +447,9 @@ PyObject* Session::stats() {
         c.dropped.load(), "buffer_dropped_weight", c.dropped_weight.load(), "memory_dropped",
         static_cast<unsigned long long>(aggregator_.dropped_samples()), "memory_dropped_weight",
         static_cast<unsigned long long>(aggregator_.dropped_weight()), "timer_overruns",
-        c.overruns.load() + rc.overruns_at_delete, "no_thread_state", c.no_thread_state.load(),
+        c.overruns.load(), "overruns_at_delete", static_cast<unsigned long long>(rc.overruns_at_delete),
+        "sigprof_blocked_threads", static_cast<unsigned long long>(std::count_if(
+            sigprof_blocked_.begin(), sigprof_blocked_.end(), [](const auto& kv) { return kv.second >= 2; })), "no_thread_state", c.no_thread_state.load(),
         "walk_errors", c.walk_errors.load(), "truncated_stacks", c.truncated.load(),
         "paused_signals", c.paused_signals.load(), "foreign_signals", c.foreign_signals.load(),
         "stale_signals", c.stale_signals.load(), "timers_created",

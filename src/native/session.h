@@ -31,6 +31,7 @@ struct StartOptions {
     size_t memory_limit_bytes = 100u << 20;
     bool take_over_sigprof = false;
     PyObject* thread_names = nullptr;  // callable -> {tid: name}; borrowed
+    PyObject* warn = nullptr;          // callable(message) for warnings; borrowed
 };
 
 class Session {
@@ -66,6 +67,9 @@ private:
     static void* service_main(void* arg);
     void service_loop();
     void update_thread_names();
+    void check_health();
+    void warn(const std::string& message);
+    std::string timer_failure_message(int err) const;
     void on_code_death(PyCodeObject* code);
     static void code_death_trampoline(PyCodeObject* code);
     void release_everything();
@@ -74,6 +78,11 @@ private:
     bool active_ = false;
     StartOptions options_;
     PyObject* names_callable_ = nullptr;  // strong reference while active
+    PyObject* warn_callable_ = nullptr;   // strong reference while active
+    bool warned_timer_failure_ = false;
+    bool warned_blocked_ = false;
+    size_t blocked_check_cursor_ = 0;
+    std::unordered_map<pid_t, int> sigprof_blocked_;  // tid -> consecutive checks seen blocking
     SampleBuffer buffer_;
     CodeRegistry codes_;
     Resolver resolver_;

@@ -24,7 +24,7 @@ from ._api import (
     stop,
     unregister_thread,
 )
-from ._errors import ProfilerError
+from ._errors import ProfilerError, ProfilerWarning
 from ._model import AggregatedProfile, AggregatedStack, Frame, FunctionStats, Profile, Sample
 
 __version__ = "0.1.0"
@@ -37,6 +37,7 @@ __all__ = [
     "Profile",
     "Profiler",
     "ProfilerError",
+    "ProfilerWarning",
     "ProfilerStats",
     "Sample",
     "ThreadProfiler",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar, overload
 
-from ._errors import ProfilerError
+from ._errors import ProfilerError, ProfilerWarning
 from ._model import Frame, Profile
 
 __all__ = [
@@ -112,6 +112,10 @@ def _check_output_path(output_path: object) -> str | None:
     return path
 
 
+def _warn(message: str) -> None:
+    warnings.warn(message, ProfilerWarning, stacklevel=2)
+
+
 def _thread_names() -> dict[int, str]:
     names = {}
     for t in threading.enumerate():
@@ -160,6 +164,7 @@ def start(
             memory_limit_bytes=int(limit * 1024 * 1024),
             take_over_sigprof=bool(take_over_sigprof),
             thread_names=_thread_names,
+            warn=_warn,
         )
         _session = info
         _ensure_process_hooks()
@@ -235,6 +240,7 @@ class ProfilerStats:
     dropped_samples: int  # lost: buffer full or memory limit reached
     timer_overruns: int  # expirations folded into other samples' weights
     timer_create_failures: int
+    sigprof_blocked_threads: int  # threads seen blocking SIGPROF (not sampled)
     registered_threads: int
     duration_ms: float
     effective_rate_hz: float  # samples per second of sampled CPU time
@@ -266,6 +272,7 @@ class ProfilerStats:
             dropped_samples=raw["buffer_dropped"] + raw["memory_dropped"],
             timer_overruns=raw["timer_overruns"],
             timer_create_failures=raw["timer_create_failures"],
+            sigprof_blocked_threads=raw["sigprof_blocked_threads"],
             registered_threads=raw["registered_threads"],
             duration_ms=raw["duration_ns"] / 1e6,
             effective_rate_hz=captured / (cpu_ms / 1000.0) if cpu_ms > 0 else 0.0,

@@ -1,0 +1,416 @@
+"""Lifecycle on Linux: overruns, shutdown, pause/resume, refusals and limits,
+signals the program owns, fork, exit. Each scenario runs in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import spprof
+from conftest import PROC_TIMERS_SRC, run_python, run_scenario
+
+BURN_SRC = """
+import time
+def burn(cpu_s):
+    end = time.thread_time() + cpu_s
+    x = 0
+    while time.thread_time() < end:
+        x += 1
+    return x
+"""
+
+
+def test_timer_overrun_stats():
+    """At 1 ms (below the 4 ms tick) most expirations arrive as overruns;
+    weighting by them keeps the CPU total exact."""
+    result = run_scenario(
+        BURN_SRC
+        + """
+import threading, spprof
+cpu = {}
+def worker():
+    t0 = time.thread_time()
+    burn(1.2)
+    cpu["t"] = time.thread_time() - t0
+    cpu["tid"] = threading.get_native_id()
+spprof.start(interval_ms=1)
+t = threading.Thread(target=worker); t.start(); t.join()
+prof = spprof.stop()
+w = sum(s.weight for s in prof.samples if s.thread_id == cpu["tid"])
+n = sum(1 for s in prof.samples if s.thread_id == cpu["tid"])
+emit({"overruns": prof.stats.timer_overruns, "weight_ms": w * prof.interval_ms, "cpu_ms": cpu["t"] * 1000,
+      "samples": n, "rate": prof.effective_rate_hz})
+"""
+    )
+    assert result["overruns"] > 0, result
+    assert abs(result["weight_ms"] - result["cpu_ms"]) <= 0.1 * result["cpu_ms"], result
+    # Fewer signals than expirations: the achieved rate is reported as such.
+    assert result["samples"] < 0.9 * result["cpu_ms"], result
+    assert result["rate"] < 900, result
+
+
+def test_start_stop_stress():
+    """1000 start/stop cycles while threads come and go: no crash or hang, no
+    timer left, the program's SIGPROF disposition restored, memory flat."""
+    result = run_scenario(
+        PROC_TIMERS_SRC
+        + """
+import signal, threading, time, resource, spprof
+def user_handler(signum, frame):
+    pass
+signal.signal(signal.SIGPROF, signal.SIG_IGN)
+stop_flag = threading.Event()
+def churn():
+    while not stop_flag.is_set():
+        ts = [threading.Thread(target=lambda: sum(range(3000))) for _ in range(4)]
+        for t in ts: t.start()
+        for t in ts: t.join()
+churner = threading.Thread(target=churn); churner.start()
+rss = []
+for i in range(1000):
+    spprof.start(interval_ms=1)
+    sum(range(2000))
+    spprof.stop()
+    if i in (99, 999):
+        rss.append(int(open("/proc/self/statm").read().split()[1]) * 4096)
+stop_flag.set(); churner.join()
+emit({"timers": len(sigprof_timers()), "disposition": str(signal.getsignal(signal.SIGPROF)),
+      "rss_growth_mb": (rss[1] - rss[0]) / 2**20})
+""",
+        timeout=600,
+    )
+    assert result["timers"] == 0, result
+    assert result["disposition"] == str(signal.SIG_IGN), result
+    assert result["rss_growth_mb"] < 8, result
+
+
+def test_shutdown_timing():
+    """stop() with 1000 live registered threads (generous sanity bound; the
+    benchmark reports the median)."""
+    result = run_scenario(
+        PROC_TIMERS_SRC
+        + """
+import threading, time, spprof
+N = 1000
+go = threading.Event(); ready = threading.Semaphore(0)
+def body():
+    spprof.register_thread(); ready.release(); go.wait()
+spprof.start(interval_ms=10)
+ts = [threading.Thread(target=body) for _ in range(N)]
+for t in ts: t.start()
+for _ in range(N): ready.acquire()
+registered = spprof.stats().registered_threads
+t0 = time.perf_counter(); spprof.stop(); elapsed = time.perf_counter() - t0
+timers_after = len(sigprof_timers())
+go.set()
+for t in ts: t.join()
+emit({"registered": registered, "elapsed_ms": elapsed * 1000, "timers": timers_after})
+""",
+        timeout=300,
+    )
+    assert result["registered"] >= 1000, result
+    assert result["timers"] == 0, result
+    assert result["elapsed_ms"] < 2000, result
+
+
+def test_pause_resume_basic():
+    result = run_scenario(
+        PROC_TIMERS_SRC
+        + BURN_SRC
+        + """
+import spprof
+out = {"pause_idle": spprof.pause(), "resume_idle": spprof.resume()}
+spprof.start(interval_ms=5)
+before = sorted(t["id"] for t in sigprof_timers())
+out["pause"] = spprof.pause(); out["pause_again"] = spprof.pause()
+out["is_paused"] = spprof.is_paused()
+during = sorted(t["id"] for t in sigprof_timers())
+out["stats_paused"] = spprof.stats().paused
+out["resume"] = spprof.resume(); out["resume_again"] = spprof.resume()
+after = sorted(t["id"] for t in sigprof_timers())
+prof = spprof.stop()
+out.update(same_timers=before == during == after and len(before) >= 1, timers_after=len(sigprof_timers()))
+with spprof.Profiler() as p:
+    out["ctx_pause"] = p.pause(); out["ctx_resume"] = p.resume()
+emit(out)
+"""
+    )
+    assert result["pause_idle"] is False and result["resume_idle"] is False
+    assert result["pause"] is True and result["pause_again"] is False
+    assert result["is_paused"] is True and result["stats_paused"] is True
+    assert result["resume"] is True and result["resume_again"] is False
+    assert result["same_timers"] is True  # disarmed and re-armed, never recreated
+    assert result["timers_after"] == 0
+    assert result["ctx_pause"] is True and result["ctx_resume"] is True
+
+
+def test_pause_no_samples():
+    """A CPU phase run while paused contributes no sample; after resume the
+    rate is the normal one (no burst of backlog)."""
+    result = run_scenario(
+        BURN_SRC
+        + """
+import threading, spprof
+exec("def while_paused(c):\\n    return burn(c)\\n", globals())
+exec("def after_resume(c):\\n    return burn(c)\\n", globals())
+spprof.start(interval_ms=5)
+burn(0.1)
+spprof.pause()
+while_paused(0.5)
+t = threading.Thread(target=while_paused, args=(0.3,))   # registered while paused
+t.start(); t.join()
+spprof.resume()
+t_resume = time.time_ns()
+after_resume(0.5)
+prof = spprof.stop()
+paused = sum(1 for s in prof.samples if any(f.function_name == "while_paused" for f in s.frames))
+early = [s for s in prof.samples if s.timestamp_ns < t_resume + 50_000_000 and s.timestamp_ns >= t_resume]
+resumed = [s for s in prof.samples if any(f.function_name == "after_resume" for f in s.frames)]
+emit({"paused": paused, "early": len(early), "resumed": len(resumed),
+      "resumed_weight": sum(s.weight for s in resumed), "paused_signals": prof.stats.raw["paused_signals"]})
+"""
+    )
+    assert result["paused"] == 0, result
+    # 50 ms of CPU at 5 ms = 10 samples; a backlog burst would be far more.
+    assert result["early"] <= 12, result
+    assert 85 <= result["resumed"] <= 110, result
+
+
+def test_sigprof_blocked():
+    """A thread that blocks SIGPROF: no hang, no crash, no samples from it,
+    and the profiler says so; other threads are sampled as usual."""
+    result = run_scenario(
+        BURN_SRC
+        + """
+import signal, threading, warnings, spprof
+warnings.simplefilter("always")
+info = {}
+def blocked_worker():
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPROF})
+    info["tid"] = threading.get_native_id()
+    burn(0.6)
+with warnings.catch_warnings(record=True) as caught:
+    spprof.start(interval_ms=5)
+    t = threading.Thread(target=blocked_worker, name="blocker"); t.start()
+    burn(0.4)
+    t.join(30)
+    hung = t.is_alive()
+    blocked_stat = spprof.stats().sigprof_blocked_threads
+    prof = spprof.stop()
+msgs = [str(w.message) for w in caught]
+emit({"hung": hung, "from_blocked": sum(1 for s in prof.samples if s.thread_id == info["tid"]),
+      "main": sum(1 for s in prof.samples if s.thread_id == threading.get_native_id()),
+      "warned": any("blocks SIGPROF" in m for m in msgs), "blocked_stat": blocked_stat, "msgs": msgs})
+"""
+    )
+    assert result["hung"] is False
+    assert result["from_blocked"] == 0, result
+    assert result["main"] >= 60, result
+    assert result["warned"] or result["blocked_stat"] >= 1, result
+
+
+def test_user_sigprof_handler_is_not_clobbered():
+    result = run_scenario(
+        BURN_SRC
+        + """
+import signal, spprof
+hits = []
+def mine(signum, frame):
+    hits.append(signum)
+signal.signal(signal.SIGPROF, mine)
+out = {}
+try:
+    spprof.start()
+    out["started"] = True
+    spprof.stop()
+except spprof.ProfilerError as e:
+    out["error"] = str(e)
+out["still_mine"] = signal.getsignal(signal.SIGPROF) is mine
+out["active"] = spprof.is_active()
+# Explicit take-over: spprof samples, foreign SIGPROFs still reach the
+# program's handler, and the handler is back after stop().
+spprof.start(interval_ms=5, take_over_sigprof=True)
+burn(0.2)
+signal.raise_signal(signal.SIGPROF)
+prof = spprof.stop()
+out.update(samples=prof.sample_count, forwarded=len(hits), restored=signal.getsignal(signal.SIGPROF) is mine)
+emit(out)
+"""
+    )
+    assert "started" not in result, result
+    assert "take_over_sigprof" in result["error"], result
+    assert result["still_mine"] and result["active"] is False
+    assert result["samples"] >= 20 and result["forwarded"] == 1 and result["restored"], result
+
+
+def test_timer_create_refused_rlimit_sigpending():
+    """With RLIMIT_SIGPENDING lowered, threads beyond the limit get no timer:
+    a warning names the limit, failures are counted, the rest are sampled.
+    With no timer possible at all, start() raises ProfilerError and the
+    program goes on."""
+    result = run_scenario(
+        BURN_SRC
+        + """
+import resource, threading, warnings, spprof
+warnings.simplefilter("always")
+soft, hard = resource.getrlimit(resource.RLIMIT_SIGPENDING)
+out = {}
+resource.setrlimit(resource.RLIMIT_SIGPENDING, (0, hard))
+try:
+    spprof.start()
+    out["started_with_zero"] = True
+    spprof.stop()
+except spprof.ProfilerError as e:
+    out["zero_error"] = str(e)
+out["active_after_refusal"] = spprof.is_active()
+# Room for a handful of timers only (the count is per user, so measure the
+# current use by creating timers until refused is not possible from Python;
+# instead give a small limit and start many threads).
+resource.setrlimit(resource.RLIMIT_SIGPENDING, (12, hard))
+go = threading.Event()
+tids = []
+def worker():
+    tids.append(threading.get_native_id())
+    go.wait()
+    burn(0.1)
+with warnings.catch_warnings(record=True) as caught:
+    ts = [threading.Thread(target=worker) for _ in range(40)]
+    for t in ts: t.start()
+    while len(tids) < 40: time.sleep(0.01)
+    spprof.start(interval_ms=5)
+    go.set()
+    burn(0.2)
+    for t in ts: t.join()
+    prof = spprof.stop()
+resource.setrlimit(resource.RLIMIT_SIGPENDING, (soft, hard))
+msgs = [str(w.message) for w in caught]
+out.update(failures=prof.stats.timer_create_failures, warned=[m for m in msgs if "RLIMIT_SIGPENDING" in m],
+           sampled_threads=len(prof.thread_ids), main=sum(1 for s in prof.samples if s.thread_id == threading.get_native_id()))
+emit(out)
+""",
+        timeout=180,
+    )
+    assert "started_with_zero" not in result, result
+    assert "RLIMIT_SIGPENDING" in result["zero_error"] and "ulimit -i" in result["zero_error"], result
+    assert result["active_after_refusal"] is False
+    assert result["failures"] > 0, result
+    assert len(result["warned"]) == 1 and "ulimit -i" in result["warned"][0], result
+    assert result["sampled_threads"] >= 2, result
+
+
+def test_fork_child_is_clean_and_parent_keeps_profiling():
+    result = run_scenario(
+        PROC_TIMERS_SRC
+        + BURN_SRC
+        + """
+import os, json, spprof
+spprof.start(interval_ms=5)
+burn(0.1)
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    child = {"active": spprof.is_active(), "timers": len(sigprof_timers())}
+    burn(0.1)
+    spprof.start(interval_ms=5)
+    burn(0.2)
+    p = spprof.stop()
+    child.update(samples=p.sample_count, timers_after=len(sigprof_timers()))
+    os.write(w, json.dumps(child).encode()); os.close(w)
+    os._exit(0)
+os.close(w)
+burn(0.3)
+data = b""
+while chunk := os.read(r, 65536):
+    data += chunk
+_, status = os.waitpid(pid, 0)
+exec("def after_fork(c):\\n    return burn(c)\\n", globals())
+after_fork(0.2)
+prof = spprof.stop()
+emit({"child": json.loads(data), "status": status,
+      "parent_after": sum(1 for s in prof.samples if any(f.function_name == "after_fork" for f in s.frames))})
+"""
+    )
+    child = result["child"]
+    assert result["status"] == 0
+    assert child["active"] is False and child["timers"] == 0, child
+    assert child["samples"] >= 20 and child["timers_after"] == 0, child
+    assert result["parent_after"] >= 20, result
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_multiprocessing_under_profiling(method, tmp_path):
+    # spawn re-imports the main module in the workers: it must be a file.
+    script = tmp_path / "mp_main.py"
+    script.write_text(
+        BURN_SRC
+        + f"""
+import json, multiprocessing as mp, spprof
+def square(x):
+    burn(0.02)
+    return x * x
+if __name__ == "__main__":
+    ctx = mp.get_context({method!r})
+    spprof.start(interval_ms=5)
+    with ctx.Pool(2) as pool:
+        values = pool.map(square, range(8))
+    burn(0.1)
+    prof = spprof.stop()
+    print(json.dumps({{"values": values, "samples": prof.sample_count}}))
+"""
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["values"] == [x * x for x in range(8)]
+    assert result["samples"] >= 10
+    assert "blocks SIGPROF" not in proc.stderr, proc.stderr
+
+
+def test_exit_while_profiling_writes_output(tmp_path):
+    out = tmp_path / "at-exit.collapsed"
+    proc = run_python(
+        BURN_SRC
+        + f"""
+import spprof
+spprof.start(interval_ms=5, output_path={str(out)!r})
+burn(0.2)
+# no stop(): the interpreter exits while profiling
+"""
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "burn (" in text
+
+
+def test_exit_via_sys_exit_in_thread_context(tmp_path):
+    out = tmp_path / "exit.json"
+    proc = run_python(
+        BURN_SRC
+        + f"""
+import sys, threading, spprof
+spprof.start(interval_ms=5, output_path={str(out)!r})
+t = threading.Thread(target=burn, args=(0.1,), daemon=True); t.start()
+burn(0.1)
+sys.exit(3)
+"""
+    )
+    assert proc.returncode == 3, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["profiles"]
+
+
+def test_no_handler_left_after_stop_in_this_process():
+    """In the test process itself: after a session, SIGPROF's disposition is
+    exactly what it was and a stray SIGPROF is harmless."""
+    before = signal.getsignal(signal.SIGPROF)
+    spprof.start(interval_ms=1)
+    sum(range(100000))
+    spprof.stop()
+    assert signal.getsignal(signal.SIGPROF) == before
