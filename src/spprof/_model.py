@@ -6,7 +6,9 @@ or by a loader, and every output format sees the same data.
 
 Memory: a profile keeps each unique stack once (``stacks``) and one small
 record per sample (timestamp, thread, stack index, weight) in typed arrays.
-``Profile.samples`` materialises :class:`Sample` objects on first use only.
+For a profile made by the sampler, ``Profile.samples`` materialises
+:class:`Sample` objects on first use only (a profile built by hand from a
+list of samples keeps that list).
 """
 
 from __future__ import annotations
@@ -211,6 +213,7 @@ class Profile:
         "_thread_names",
         "_samples",
         "_aggregate",
+        "_total_weight",
     )
 
     def __init__(
@@ -273,6 +276,7 @@ class Profile:
         self.platform = platform
         self.stats: object | None = None
         self._aggregate: AggregatedProfile | None = None
+        self._total_weight: int | None = None
 
     @classmethod
     def from_columns(
@@ -329,7 +333,9 @@ class Profile:
 
     @property
     def total_weight(self) -> int:
-        return sum(self._weight)
+        if self._total_weight is None:
+            self._total_weight = sum(self._weight)
+        return self._total_weight
 
     @property
     def interval_ns(self) -> int:

@@ -54,9 +54,13 @@ def formats() -> list[str]:
 
 
 def _available(name: str) -> bool:
+    # Only "this writer module does not exist" makes a format unavailable; a
+    # writer that fails on an import of its own must fail loudly.
     try:
         importlib.import_module(f".{_MODULES[name]}", __name__)
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{_MODULES[name]}":
+            raise
         return False
     return True
 

@@ -36,24 +36,18 @@ def build_document(profile: Profile, *, merge_threads: bool = False) -> dict:
         return got
 
     interval_ns = profile.interval_ns
-    per_thread: dict[int, tuple[list[list[int]], list[int], int, int]] = {}
-    order: list[int] = []
-    for ts, tid, sidx, w in profile.iter_compact():
+    per_thread: dict[int, tuple[list[list[int]], list[int]]] = {}
+    for _ts, tid, sidx, w in profile.iter_compact():
         key = 0 if merge_threads else tid
         entry = per_thread.get(key)
         if entry is None:
-            entry = per_thread[key] = ([], [], ts, ts)
-            order.append(key)
-        samples, weights, first, last = entry
-        samples.append(indices(sidx))
-        weights.append(w * interval_ns)
-        if ts < first or ts > last:
-            per_thread[key] = (samples, weights, min(first, ts), max(last, ts))
+            entry = per_thread[key] = ([], [])
+        entry[0].append(indices(sidx))
+        entry[1].append(w * interval_ns)
 
     names = profile.thread_names
     profiles = []
-    for key in order:
-        samples, weights, first, last = per_thread[key]
+    for key, (samples, weights) in per_thread.items():
         if merge_threads:
             name = "all threads"
         else:
@@ -85,8 +79,58 @@ class SpeedscopeWriter:
     extension = ".speedscope.json"
 
     def render(self, profile: Profile, *, merge_threads: bool = False, **_: object) -> bytes:
-        doc = build_document(profile, merge_threads=merge_threads)
-        return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+        """Same document as build_document(), assembled as text: each unique
+        stack is serialised once and reused for every sample that has it, so a
+        million samples cost a string join, not a million small lists."""
+        frames: list[str] = []
+        frame_index: dict[Frame, int] = {}
+        stack_json: dict[int, str] = {}
+        stacks = profile.stacks
+
+        def stack_text(sidx: int) -> str:
+            got = stack_json.get(sidx)
+            if got is None:
+                ids = []
+                for fr in stacks[sidx]:
+                    i = frame_index.get(fr)
+                    if i is None:
+                        i = frame_index[fr] = len(frames)
+                        frames.append(
+                            json.dumps({"name": fr.function_name, "file": fr.filename, "line": fr.lineno})
+                        )
+                    ids.append(str(i))
+                got = stack_json[sidx] = "[" + ",".join(ids) + "]"
+            return got
+
+        interval_ns = profile.interval_ns
+        per_thread: dict[int, tuple[list[str], list[int]]] = {}
+        for _ts, tid, sidx, w in profile.iter_compact():
+            key = 0 if merge_threads else tid
+            entry = per_thread.get(key)
+            if entry is None:
+                entry = per_thread[key] = ([], [])
+            entry[0].append(stack_text(sidx))
+            entry[1].append(w * interval_ns)
+        names = profile.thread_names
+        parts = []
+        for key, (samples, weights) in per_thread.items():
+            name = "all threads" if merge_threads else f"{names.get(key) or 'thread'} (tid {key})"
+            parts.append(
+                '{"type":"sampled","name":' + json.dumps(name) + ',"unit":"nanoseconds","startValue":0,'
+                f'"endValue":{sum(weights)},"samples":[' + ",".join(samples) + '],"weights":['
+                + ",".join(map(str, weights)) + "]}"
+            )
+        head = {
+            "$schema": SCHEMA_URL,
+            "name": f"spprof profile ({profile.sample_count} samples)",
+            "activeProfileIndex": 0,
+            "exporter": "spprof",
+        }
+        text = (
+            json.dumps(head, separators=(",", ":"))[:-1]
+            + ',"shared":{"frames":[' + ",".join(frames) + ']},"profiles":[' + ",".join(parts) + "]}"
+        )
+        return text.encode("utf-8")
 
 
 WRITER = SpeedscopeWriter()
