@@ -37,7 +37,7 @@ def test_bad_interval_is_value_error(bad):
     assert not spprof.is_active()
 
 
-@pytest.mark.parametrize("bad", [0, -1, math.nan, "100", True])
+@pytest.mark.parametrize("bad", [0, 0.05, -1, math.nan, "100", True])
 def test_bad_memory_limit_is_value_error(bad):
     with pytest.raises(ValueError, match="memory_limit_mb"):
         spprof.start(memory_limit_mb=bad)

@@ -414,3 +414,29 @@ def test_no_handler_left_after_stop_in_this_process():
     sum(range(100000))
     spprof.stop()
     assert signal.getsignal(signal.SIGPROF) == before
+
+
+def test_memory_limit_is_honoured():
+    """A tiny memory budget: samples past it are dropped and counted, the
+    memory spprof reports stays within the budget, the profile is usable."""
+    result = run_scenario(
+        BURN_SRC
+        + """
+import threading, spprof
+def deep(n, c):
+    return burn(c) if n == 0 else deep(n - 1, c)
+spprof.start(interval_ms=1, memory_limit_mb=0.1)
+ts = [threading.Thread(target=deep, args=(60, 0.8)) for _ in range(6)]
+for t in ts: t.start()
+for t in ts: t.join()
+st = spprof.stats()
+prof = spprof.stop()
+emit({"dropped": prof.dropped_count, "collected": prof.sample_count, "memory": st.memory_bytes,
+      "stats_dropped": st.dropped_samples, "leaf_ok": all(s.frames[-1].function_name == "burn" for s in prof.samples if len(s.frames) > 60)})
+""",
+        timeout=180,
+    )
+    limit = 0.1 * 1024 * 1024
+    assert result["dropped"] > 0 and result["collected"] > 0, result
+    assert result["memory"] <= limit * 1.05, result
+    assert result["leaf_ok"], result

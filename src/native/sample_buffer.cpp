@@ -10,8 +10,9 @@ SampleBuffer::~SampleBuffer() { release_memory(); }
 
 bool SampleBuffer::init(size_t min_slots) {
     release_memory();
+    // Largest power of two not above the request (the budget is a cap), 16 at least.
     size_t cap = 16;
-    while (cap < min_slots) cap <<= 1;
+    while (cap * 2 <= min_slots) cap <<= 1;
     // mmap rather than new[]: zeroed, page-aligned, and returned to the OS in
     // full on release instead of fragmenting the heap.
     void* mem = mmap(nullptr, cap * sizeof(SampleSlot), PROT_READ | PROT_WRITE,

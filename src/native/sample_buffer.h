@@ -41,8 +41,8 @@ public:
     SampleBuffer& operator=(const SampleBuffer&) = delete;
     ~SampleBuffer();
 
-    // Allocate room for at least `min_slots` slots (rounded up to a power of
-    // two). Not signal-safe; call before any producer can run.
+    // Allocate room for `min_slots` slots rounded DOWN to a power of two (at
+    // least 16). Not signal-safe; call before any producer can run.
     bool init(size_t min_slots);
     void release_memory();
 

@@ -71,7 +71,6 @@ bool Session::start(const StartOptions& options) {
     HandlerState& st = handler_state();
     options_ = options;
     aggregator_.clear();
-    aggregator_.set_memory_limit(options.memory_limit_bytes);
     codes_.clear();
     resolver_.clear();
     thread_names_.clear();
@@ -89,11 +88,15 @@ bool Session::start(const StartOptions& options) {
     // The raw-sample buffer takes at most a quarter of the memory budget
     // (and 8 MiB): it only has to hold what arrives between two drains.
     size_t budget = std::min<size_t>(options.memory_limit_bytes / 4, 8u << 20);
-    size_t slots = std::max<size_t>(64, budget / sizeof(SampleSlot));
+    size_t slots = std::max<size_t>(16, budget / sizeof(SampleSlot));
     if (!buffer_.init(slots)) {
         set_profiler_error(std::string("cannot allocate the sample buffer: ") + strerror(errno));
         return false;
     }
+    // Resolved samples and their tables get the rest of the budget.
+    aggregator_.set_memory_limit(options.memory_limit_bytes > buffer_.bytes()
+                                     ? options.memory_limit_bytes - buffer_.bytes()
+                                     : 0);
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     st.counters.reset();
     st.buffer = &buffer_;

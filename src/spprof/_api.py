@@ -87,9 +87,11 @@ def _check_memory_limit(memory_limit_mb: object) -> float:
         isinstance(memory_limit_mb, bool)
         or not isinstance(memory_limit_mb, (int, float))
         or not math.isfinite(memory_limit_mb)
-        or memory_limit_mb < 1
+        or memory_limit_mb < 0.1
     ):
-        raise ValueError(f"memory_limit_mb must be a number >= 1 (megabytes), got {memory_limit_mb!r}")
+        raise ValueError(
+            f"memory_limit_mb must be a number of megabytes >= 0.1, got {memory_limit_mb!r}"
+        )
     return float(memory_limit_mb)
 
 
