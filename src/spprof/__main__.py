@@ -1,0 +1,5 @@
+import sys
+
+from spprof.cli import main
+
+sys.exit(main())

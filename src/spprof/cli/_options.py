@@ -1,0 +1,292 @@
+"""Options of ``spprof run`` and the one place where they are checked together."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..writers import format_for_path, formats, get_writer
+
+DEFAULT_FORMAT = "html"
+STDOUT = "-"
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported as one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class _Option:
+    flags: tuple[str, ...]
+    takes_value: bool
+    kwargs: dict
+
+
+# One table drives both argparse and the split of the command line into
+# spprof's options and the target's arguments, so they cannot disagree on
+# which flags consume the next word.
+RUN_OPTIONS: tuple[_Option, ...] = (
+    _Option(
+        ("-o", "--output"),
+        True,
+        dict(
+            metavar="PATH",
+            help="where to write the profile (default: spprof-<name>-<time>.<ext> in the "
+            "current directory; '-' writes to stdout)",
+        ),
+    ),
+    _Option(
+        ("-f", "--format"),
+        True,
+        dict(
+            metavar="FORMAT",
+            help="html, speedscope, pprof, collapsed or text (default: from the output "
+            "file's extension, else html)",
+        ),
+    ),
+    _Option(
+        ("-i", "--interval"),
+        True,
+        dict(
+            metavar="MS",
+            help="CPU milliseconds between samples of a thread, 1..1000 (default 10)",
+        ),
+    ),
+    _Option(
+        ("-r", "--rate"),
+        True,
+        dict(metavar="HZ", help="samples per CPU second of a thread (instead of --interval)"),
+    ),
+    _Option(
+        ("--memory-limit",),
+        True,
+        dict(metavar="MB", help="memory spprof may use for samples (default 100)"),
+    ),
+    _Option(
+        ("--threads",),
+        False,
+        dict(
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="one track per thread (default), or --no-threads to merge all threads",
+        ),
+    ),
+    _Option(("-q", "--quiet"), False, dict(action="store_true", help="print no summary")),
+)
+
+_VALUE_FLAGS = frozenset(f for opt in RUN_OPTIONS if opt.takes_value for f in opt.flags)
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    for opt in RUN_OPTIONS:
+        parser.add_argument(*opt.flags, **opt.kwargs)
+    parser.add_argument("-m", dest="module", metavar="MODULE", help="run a module, like python -m")
+    parser.add_argument("script", nargs="?", help="the script to run")
+
+
+def split_run_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``run``'s arguments into (what argparse should see, the target's
+    arguments). Everything after the script name or ``-m MODULE`` belongs to
+    the target untouched, even words that look like spprof's own flags."""
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":
+            if i + 1 < len(argv):
+                return argv[:i] + ["--", argv[i + 1]], argv[i + 2 :]
+            return argv[:i], []
+        if tok == "-m":
+            return argv[: i + 2], argv[i + 2 :]
+        if tok.startswith("-m") and not tok.startswith("--"):
+            # python accepts "-mpkg.mod" too
+            return argv[:i] + ["-m", tok[2:]], argv[i + 1 :]
+        if tok == STDOUT or not tok.startswith("-"):
+            # "--" keeps argparse from reading a script named like a flag
+            return argv[:i] + ["--", tok], argv[i + 1 :]
+        if tok.startswith("--"):
+            i += 2 if tok in _VALUE_FLAGS else 1
+        else:
+            i += 2 if tok[:2] in _VALUE_FLAGS and len(tok) == 2 else 1
+    return argv, []
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    script: str | None  # exactly one of script / module is set
+    module: str | None
+    target_args: list[str]
+    interval_ms: int
+    memory_limit_mb: float
+    format: str
+    output: str  # STDOUT for standard output
+    merge_threads: bool
+    quiet: bool
+
+
+
+def target_name(script: str | None, module: str | None) -> str:
+    """The name a default output file is called after."""
+    if module is not None:
+        return module
+    base = os.path.basename(os.path.normpath(script or ""))
+    return base[:-3] if base.endswith(".py") else base or "script"
+
+
+def _bad_interval(text: str) -> UsageError:
+    return UsageError(
+        f"bad interval: {text!r} (give whole milliseconds from 1 to 1000, e.g. -i 10)"
+    )
+
+
+def _parse_interval(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise _bad_interval(text) from None
+    if not 1 <= value <= 1000:
+        raise _bad_interval(text)
+    return value
+
+
+def _parse_rate(text: str) -> int:
+    """Rate in Hz -> interval in ms, which is what the sampler takes."""
+    hint = f"bad rate: {text!r} (give samples per second from 1 to 1000, e.g. -r 100)"
+    try:
+        hz = float(text)
+    except ValueError:
+        raise UsageError(hint) from None
+    if not math.isfinite(hz) or hz <= 0:
+        raise UsageError(hint)
+    interval = round(1000.0 / hz)
+    if not 1 <= interval <= 1000:
+        raise UsageError(hint)
+    return interval
+
+
+def _parse_memory_limit(text: str | None) -> float:
+    if text is None:
+        return 100.0
+    try:
+        mb = float(text)
+    except ValueError:
+        mb = math.nan
+    if not math.isfinite(mb) or mb < 0.1:
+        raise UsageError(
+            f"bad memory limit: {text!r} (give megabytes, at least 0.1, e.g. --memory-limit 200)"
+        )
+    return mb
+
+
+def file_safe(name: str) -> str:
+    """``name`` usable inside a file name on any platform."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "script"
+
+
+def _default_output(name: str, fmt: str) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"spprof-{file_safe(name)}-{stamp}{get_writer(fmt).extension}"
+
+
+def check_output_path(path: str) -> None:
+    """Fail before the target runs, rather than after it, when the profile
+    could not be written: the same temp-file-and-rename that Profile.save
+    does is tried in the directory (os.access says yes to root everywhere)."""
+    if os.path.isdir(path):
+        raise UsageError(f"output path is a directory: {path} (give a file name with -o)")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(
+            f"output directory does not exist: {directory} (create it or choose another -o path)"
+        )
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".spprof-", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(
+            f"cannot write to output directory: {directory}: {reason} (choose another -o path)"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def validate_run(ns: argparse.Namespace, target_args: list[str]) -> RunConfig:
+    """Every check of ``spprof run``'s options, alone and in combination.
+
+    Raises :class:`UsageError` with a message that says what to change."""
+    if ns.script is None and ns.module is None:
+        raise UsageError(
+            "missing script or module (usage: spprof run [options] script.py [args...] "
+            "or spprof run [options] -m module [args...])"
+        )
+    if ns.script is not None and ns.module is not None:
+        raise UsageError(
+            f"give either a script or -m module, not both ({ns.script!r} and -m {ns.module})"
+        )
+    if ns.module is not None and not ns.module.strip():
+        raise UsageError("missing module name after -m (e.g. spprof run -m mypackage.main)")
+    if ns.script is not None and not _is_runnable(ns.script):
+        if os.path.isdir(ns.script):
+            raise UsageError(
+                f"not a script: {ns.script} is a directory without __main__.py (check the path)"
+            )
+        raise UsageError(f"script not found: {ns.script} (check the path)")
+
+    if ns.interval is not None and ns.rate is not None:
+        raise UsageError("give either -i/--interval or -r/--rate, not both")
+    if ns.rate is not None:
+        interval = _parse_rate(ns.rate)
+    elif ns.interval is not None:
+        interval = _parse_interval(ns.interval)
+    else:
+        interval = 10
+    memory_limit = _parse_memory_limit(ns.memory_limit)
+
+    available = formats()
+    output = ns.output
+    if output is not None:
+        output = os.path.expanduser(output)
+        if not output:
+            raise UsageError("empty output path (give a file name with -o, or '-' for stdout)")
+    if ns.format is not None:
+        fmt = ns.format.lower()
+        if fmt not in available:
+            raise UsageError(
+                f"unknown format: {ns.format!r} (choose one of: {', '.join(available)})"
+            )
+    elif output == STDOUT:
+        fmt = "text" if "text" in available else DEFAULT_FORMAT
+    elif output is not None:
+        fmt = format_for_path(output, default=DEFAULT_FORMAT) or DEFAULT_FORMAT
+    else:
+        fmt = DEFAULT_FORMAT
+    if fmt not in available:
+        raise UsageError(
+            f"format {fmt!r} is not available here (choose one of: {', '.join(available)})"
+        )
+
+    if output is None:
+        output = _default_output(target_name(ns.script, ns.module), fmt)
+    if output != STDOUT:
+        check_output_path(output)
+    return RunConfig(
+        script=ns.script,
+        module=ns.module,
+        target_args=list(target_args),
+        interval_ms=interval,
+        memory_limit_mb=memory_limit,
+        format=fmt,
+        output=output,
+        merge_threads=not ns.threads,
+        quiet=ns.quiet,
+    )
+
+
+def _is_runnable(path: str) -> bool:
+    # python runs files, and directories or zip files holding __main__.py
+    if os.path.isfile(path):
+        return True
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "__main__.py"))

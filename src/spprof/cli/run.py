@@ -1,0 +1,346 @@
+"""``spprof run``: run a script or module in this interpreter under the profiler."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import runpy
+import signal
+import sys
+import tempfile
+import threading
+from array import array
+from collections.abc import Callable, Iterator
+from types import TracebackType
+
+from .._model import Profile
+from ..writers import get_writer
+from ._options import (
+    STDOUT,
+    RunConfig,
+    UsageError,
+    add_run_options,
+    file_safe,
+    split_run_argv,
+    target_name,
+    validate_run,
+)
+
+USAGE = (
+    "spprof run [options] script.py [args...]\n"
+    "       spprof run [options] -m module [args...]"
+)
+
+DESCRIPTION = (
+    "Run a Python script or module under the profiler and write the profile when it "
+    "ends (also on an exception, sys.exit or Ctrl-C). Everything after the script or "
+    "module name is passed to it untouched."
+)
+
+EXIT_INTERRUPTED = 130  # what a shell reports for a SIGINT death
+EXIT_USAGE = 2
+
+
+def configure(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a script or module under the profiler",
+        usage=USAGE,
+        description=DESCRIPTION,
+        allow_abbrev=False,
+    )
+    add_run_options(parser)
+    parser.set_defaults(handler=execute)
+
+
+split_argv = split_run_argv
+
+
+def execute(ns: argparse.Namespace, target_args: list[str]) -> int:
+    return run(validate_run(ns, target_args))
+
+
+def run(config: RunConfig) -> int:
+    """Run the target as ``python script.py`` / ``python -m module`` would,
+    profiled; return the exit code spprof should end with."""
+    import spprof
+
+    if config.module is not None:
+        path0 = os.getcwd()
+        argv0 = config.module  # runpy replaces it with the module's file
+    else:
+        assert config.script is not None
+        path0 = _script_path0(config.script)
+        argv0 = config.script
+
+    with _target_environment([argv0, *config.target_args], path0):
+        runner = _module_runner(config.module) if config.module else _script_runner(config.script)
+        spprof.start(config.interval_ms, memory_limit_mb=config.memory_limit_mb)
+        code = EXIT_INTERRUPTED
+        try:
+            code = _run_target(runner)
+        finally:
+            with _sigint_deferred():
+                profile = spprof.stop()
+    profile = _without_runner_frames(profile)
+    with _sigint_deferred():
+        return _write(profile, config, code)
+
+
+# -- running the target ----------------------------------------------------------------
+
+
+def _script_path0(script: str) -> str:
+    # python puts the script's real directory first (a directory or zip
+    # target is itself the entry; runpy.run_path inserts it)
+    if os.path.isfile(script) and not _is_zip(script):
+        return os.path.dirname(os.path.realpath(script))
+    return os.path.abspath(script)
+
+
+def _is_zip(path: str) -> bool:
+    import zipfile
+
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def _script_runner(script: str | None) -> Callable[[], object]:
+    assert script is not None
+    return lambda: runpy.run_path(script, run_name="__main__")
+
+
+def _module_runner(module: str) -> Callable[[], object]:
+    """Find the module now, so that a typo is a one-line usage error and an
+    ImportError raised by the module's own code later is a traceback."""
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.submodule_search_locations is not None:
+            main_spec = importlib.util.find_spec(module + ".__main__")
+            if main_spec is None:
+                raise UsageError(
+                    f"{module} is a package without a __main__ module "
+                    f"(run one of its modules, e.g. -m {module}.something)"
+                )
+    except (ImportError, ValueError) as exc:
+        if isinstance(exc, UsageError):
+            raise
+        spec = None
+    if spec is None:
+        raise UsageError(
+            f"module not found: {module} (check the name, and run from the directory "
+            "that contains it or add it to PYTHONPATH)"
+        )
+    return lambda: runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+@contextlib.contextmanager
+def _target_environment(argv: list[str], path0: str) -> Iterator[None]:
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv = list(argv)
+    # Replace, not prepend: spprof's own entry (its launcher directory or
+    # the cwd of "python -m spprof") must not be importable to the target
+    # unless python would make it so.
+    if sys.path:
+        sys.path[0] = path0
+    else:
+        sys.path.append(path0)
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
+
+
+def _run_target(runner: Callable[[], object]) -> int:
+    """Exit code of the target, decided the way the interpreter decides it."""
+    try:
+        runner()
+    except SystemExit as exc:
+        return _exit_code(exc.code)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BaseException as exc:  # anything else is an uncaught exception to python too
+        tb = _target_traceback(exc.__traceback__)
+        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+        return 1
+    return 0
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return int(code)
+    print(code, file=sys.stderr)
+    return 1
+
+
+_RUNNER_MODULES = frozenset({__name__, "runpy"})
+
+
+def _target_traceback(tb: TracebackType | None) -> TracebackType | None:
+    # Drop spprof's and runpy's frames so the report starts in the target,
+    # as it would under python itself.
+    first = tb
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") in _RUNNER_MODULES:
+        tb = tb.tb_next
+    return tb if tb is not None else first
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Keep a second Ctrl-C from abandoning the profile half-written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# -- the profile ---------------------------------------------------------------------
+
+
+def _runner_filenames() -> frozenset[str]:
+    """Files of the frames that sit between the interpreter and the target's
+    code in the main thread: the launcher, spprof's CLI and runpy."""
+    names = {runpy.run_path.__code__.co_filename, runpy.__file__ or ""}
+    frame = sys._getframe()
+    while frame is not None:
+        names.add(frame.f_code.co_filename)
+        frame = frame.f_back
+    return frozenset(names)
+
+
+def _without_runner_frames(profile: Profile) -> Profile:
+    """The profile with the runner's frames cut from the root of the main
+    thread's stacks, so flame graphs start at the target's ``<module>``.
+    Stacks made only of runner frames (spprof starting or stopping) stay."""
+    runner = _runner_filenames()
+    old_stacks = profile.stacks
+    new_stacks: list[tuple] = []
+    index: dict[tuple, int] = {}
+    remap = array("q")
+    changed = False
+    for stack in old_stacks:
+        cut = 0
+        while cut < len(stack) and stack[cut].filename in runner:
+            cut += 1
+        if 0 < cut < len(stack):
+            stack = stack[cut:]
+            changed = True
+        i = index.get(stack)
+        if i is None:
+            i = index[stack] = len(new_stacks)
+            new_stacks.append(stack)
+        remap.append(i)
+    if not changed:
+        return profile
+    ts, tid, sidx, weights = array("q"), array("q"), array("q"), array("q")
+    for t, th, s, w in profile.iter_compact():
+        ts.append(t)
+        tid.append(th)
+        sidx.append(remap[s])
+        weights.append(w)
+    trimmed = Profile.from_columns(
+        start_time=profile.start_time,
+        end_time=profile.end_time,
+        interval_ms=profile.interval_ms,
+        stacks=new_stacks,
+        timestamps_ns=ts,
+        thread_ids=tid,
+        stack_indices=sidx,
+        weights=weights,
+        thread_names=profile.thread_names,
+        dropped_count=profile.dropped_count,
+        python_version=profile.python_version,
+        platform=profile.platform,
+    )
+    trimmed.stats = profile.stats
+    return trimmed
+
+
+def _write(profile: Profile, config: RunConfig, code: int) -> int:
+    _flush(sys.stdout)
+    options = {"merge_threads": config.merge_threads}
+    if config.output == STDOUT:
+        data = profile.render(config.format, **options)
+        out = sys.stdout
+        if hasattr(out, "buffer"):
+            out.buffer.write(data)
+        else:
+            out.write(data.decode("utf-8", "replace"))
+        _flush(out)
+        _summary(profile, config, "<stdout>")
+        return code
+    try:
+        profile.save(config.output, format=config.format, **options)
+    except OSError as exc:
+        return _write_fallback(profile, config, code, exc)
+    _summary(profile, config, config.output)
+    return code
+
+
+def _write_fallback(profile: Profile, config: RunConfig, code: int, error: OSError) -> int:
+    """The output went away or turned unwritable while the target ran: keep
+    the profile anyway, in the temp directory, and say where."""
+    failed = code if code != 0 else EXIT_USAGE
+    reason = error.strerror or str(error)
+    try:
+        fd, fallback = tempfile.mkstemp(
+            prefix=f"spprof-{file_safe(target_name(config.script, config.module))}-",
+            suffix=get_writer(config.format).extension,
+        )
+        os.close(fd)
+        profile.save(fallback, format=config.format, merge_threads=config.merge_threads)
+    except OSError as exc2:
+        _error(
+            f"could not write the profile to {config.output} ({reason}) nor to "
+            f"{tempfile.gettempdir()} ({exc2.strerror or exc2}) (free some space or "
+            "choose another -o path)"
+        )
+        return failed
+    _error(f"could not write {config.output}: {reason}; profile saved to {fallback} instead")
+    return failed
+
+
+def _summary(profile: Profile, config: RunConfig, where: str) -> None:
+    if config.quiet:
+        return
+    print(format_summary(profile, where), file=sys.stderr)
+    _flush(sys.stderr)
+
+
+def format_summary(profile: Profile, where: str) -> str:
+    stats = profile.stats
+    overruns = getattr(stats, "timer_overruns", 0)
+    threads = len(profile.thread_ids)
+    return (
+        f"spprof: {profile.total_duration_ms / 1000:.2f} s, "
+        f"{profile.sample_count:,} sample{'s' if profile.sample_count != 1 else ''} "
+        f"({profile.effective_rate_hz:.1f} Hz), "
+        f"{profile.dropped_count:,} dropped, {overruns:,} overrun{'s' if overruns != 1 else ''}, "
+        f"{threads} thread{'s' if threads != 1 else ''} -> {where}"
+    )
+
+
+def _error(message: str) -> None:
+    print(f"spprof: error: {message}", file=sys.stderr)
+    _flush(sys.stderr)
+
+
+def _flush(stream: object) -> None:
+    try:
+        stream.flush()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+__all__ = ["configure", "execute", "format_summary", "run", "split_argv"]
