@@ -17,61 +17,8 @@ SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 
 
 def build_document(profile: Profile, *, merge_threads: bool = False) -> dict:
-    frames: list[dict] = []
-    frame_index: dict[Frame, int] = {}
-    stack_cache: dict[int, list[int]] = {}
-    stacks = profile.stacks
-
-    def indices(stack_idx: int) -> list[int]:
-        got = stack_cache.get(stack_idx)
-        if got is None:
-            got = []
-            for fr in stacks[stack_idx]:
-                i = frame_index.get(fr)
-                if i is None:
-                    i = frame_index[fr] = len(frames)
-                    frames.append({"name": fr.function_name, "file": fr.filename, "line": fr.lineno})
-                got.append(i)
-            stack_cache[stack_idx] = got
-        return got
-
-    interval_ns = profile.interval_ns
-    per_thread: dict[int, tuple[list[list[int]], list[int]]] = {}
-    for _ts, tid, sidx, w in profile.iter_compact():
-        key = 0 if merge_threads else tid
-        entry = per_thread.get(key)
-        if entry is None:
-            entry = per_thread[key] = ([], [])
-        entry[0].append(indices(sidx))
-        entry[1].append(w * interval_ns)
-
-    names = profile.thread_names
-    profiles = []
-    for key, (samples, weights) in per_thread.items():
-        if merge_threads:
-            name = "all threads"
-        else:
-            name = f"{names.get(key) or 'thread'} (tid {key})"
-        total = sum(weights)
-        profiles.append(
-            {
-                "type": "sampled",
-                "name": name,
-                "unit": "nanoseconds",
-                "startValue": 0,
-                "endValue": total,
-                "samples": samples,
-                "weights": weights,
-            }
-        )
-    return {
-        "$schema": SCHEMA_URL,
-        "shared": {"frames": frames},
-        "profiles": profiles,
-        "name": f"spprof profile ({profile.sample_count} samples)",
-        "activeProfileIndex": 0,
-        "exporter": "spprof",
-    }
+    """The speedscope document as a dict (the same content the writer emits)."""
+    return json.loads(WRITER.render(profile, merge_threads=merge_threads))
 
 
 class SpeedscopeWriter:
@@ -79,9 +26,9 @@ class SpeedscopeWriter:
     extension = ".speedscope.json"
 
     def render(self, profile: Profile, *, merge_threads: bool = False, **_: object) -> bytes:
-        """Same document as build_document(), assembled as text: each unique
-        stack is serialised once and reused for every sample that has it, so a
-        million samples cost a string join, not a million small lists."""
+        """The document assembled as text: each unique stack is serialised
+        once and reused for every sample that has it, so a million samples
+        cost a string join, not a million small lists."""
         frames: list[str] = []
         frame_index: dict[Frame, int] = {}
         stack_json: dict[int, str] = {}
