@@ -269,10 +269,10 @@ try:
 except spprof.ProfilerError as e:
     out["zero_error"] = str(e)
 out["active_after_refusal"] = spprof.is_active()
-# Room for a handful of timers only (the count is per user, so measure the
-# current use by creating timers until refused is not possible from Python;
-# instead give a small limit and start many threads).
-resource.setrlimit(resource.RLIMIT_SIGPENDING, (12, hard))
+# RLIMIT_SIGPENDING counts queued signals and timers of ALL processes of
+# this user: allow the current count (SigQ) plus room for a few timers.
+in_use = int(next(l for l in open("/proc/self/status") if l.startswith("SigQ:")).split()[1].split("/")[0])
+resource.setrlimit(resource.RLIMIT_SIGPENDING, (in_use + 6, hard))
 go = threading.Event()
 tids = []
 def worker():
@@ -280,11 +280,13 @@ def worker():
     go.wait()
     burn(0.1)
 with warnings.catch_warnings(record=True) as caught:
-    ts = [threading.Thread(target=worker) for _ in range(40)]
+    ts = [threading.Thread(target=worker, daemon=True) for _ in range(40)]
     for t in ts: t.start()
     while len(tids) < 40: time.sleep(0.01)
-    spprof.start(interval_ms=5)
-    go.set()
+    try:
+        spprof.start(interval_ms=5)
+    finally:
+        go.set()   # never leave the workers waiting, whatever happened
     burn(0.2)
     for t in ts: t.join()
     prof = spprof.stop()
