@@ -64,5 +64,15 @@ bench: build
 	$(PY) bench/bench_overhead.py
 	$(PY) bench/bench_writers.py
 
+# Leak and memory-error check of the native code: the start/stop stress
+# (1000 sessions while threads come and go) under valgrind memcheck, then
+# under an ASan+UBSan build with LeakSanitizer. Each checker first shows on
+# a copy of spprof with one injected leak that it reports such a leak.
+memcheck: build system-deps
+	$(PY) tools/memcheck/run_memcheck.py --inject-leak --cycles 20
+	$(PY) tools/memcheck/run_memcheck.py --cycles 1000
+	$(PY) tools/memcheck/run_asan.py --inject-leak --cycles 20
+	$(PY) tools/memcheck/run_asan.py --cycles 1000
+
 clean:
 	rm -rf build $(VENV) src/spprof/*.so

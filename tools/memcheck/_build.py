@@ -1,0 +1,94 @@
+"""Builds of spprof for the memory checks, kept apart from the .venv.
+
+Each check gets a venv of its own under build/ with a regular (not
+editable) install of spprof built from `source`; the .venv's other packages
+(pytest, ...) are visible to it through a .pth path entry. `leaky_source()`
+makes a copy of the tree with one deliberate leak in the native stop(), so
+that each checker can show it finds what it is there to find.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+# The line of module.cpp the leak goes after, and what goes there: every
+# stop() leaks one 48-byte block, stored in a volatile global so the
+# compiler cannot drop the allocation. All but the last are unreachable
+# ("definitely lost").
+LEAK_ANCHOR = "PyObject* native_stop(PyObject*, PyObject*) {"
+LEAK_CODE = (
+    "\n    static void* volatile injected_leak;"
+    "\n    injected_leak = std::malloc(48);  // injected by tools/memcheck: must be reported\n   "
+)
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+
+
+def leaky_source(dst: Path) -> Path:
+    """A copy of the buildable tree (CMake, pyproject, src) with the leak."""
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    for name in ("CMakeLists.txt", "pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, dst / name)
+    shutil.copytree(ROOT / "src", dst / "src",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__", "*.egg-info"))
+    module = dst / "src" / "native" / "module.cpp"
+    text = module.read_text()
+    if text.count(LEAK_ANCHOR) != 1:
+        raise SystemExit(f"memcheck: cannot inject the test leak: {LEAK_ANCHOR!r} is not "
+                         f"exactly once in src/native/module.cpp (update tools/memcheck/_build.py)")
+    text = text.replace(LEAK_ANCHOR, LEAK_ANCHOR + LEAK_CODE)
+    if "#include <cstdlib>" not in text:
+        text = "#include <cstdlib>\n" + text
+    module.write_text(text)
+    return dst
+
+
+def prepare_venv(work: Path, *, sanitize: bool, source: Path = ROOT, tag: str = "check") -> Path:
+    """Create work/venv (once) and (re)install spprof from `source` into it,
+    built in work/cmake. Returns the venv's interpreter."""
+    venv = work / "venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        proc = run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+        if proc.returncode != 0:
+            raise SystemExit(f"{tag}: cannot create {venv}:\n{proc.stdout}")
+    purelib = Path(run([str(python), "-c",
+                        "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    # A plain path entry, not the .venv as a site dir: its .pth files (the
+    # editable install's import hook among them) must not run here.
+    (purelib / "zz_spprof_dev_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    cmd = [
+        sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
+        "--upgrade", "--target", str(purelib),
+        "-C", f"cmake.define.SPPROF_SANITIZE={'ON' if sanitize else 'OFF'}",
+        "-C", "cmake.build-type=RelWithDebInfo",  # line numbers in reports
+        "-C", f"build-dir={work / 'cmake'}",
+        str(source),
+    ]
+    started = time.monotonic()
+    proc = run(cmd, cwd=source)
+    if proc.returncode != 0:
+        print(proc.stdout[-6000:], file=sys.stderr)
+        print(f"{tag}: building spprof from {source} failed", file=sys.stderr)
+        raise SystemExit(2)
+    so = next((purelib / "spprof").glob("_native*.so"), None)
+    if so is None:
+        print(f"{tag}: no native module was installed into {purelib}", file=sys.stderr)
+        raise SystemExit(2)
+    if sanitize and b"__asan_report_" not in so.read_bytes():
+        print(f"{tag}: {so} is not instrumented with ASan", file=sys.stderr)
+        raise SystemExit(2)
+    kind = "sanitized" if sanitize else "plain"
+    print(f"{tag}: {kind} build of {source} installed into {purelib} "
+          f"({time.monotonic() - started:.0f}s)", flush=True)
+    return python
