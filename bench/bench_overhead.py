@@ -10,6 +10,7 @@ stop() takes with 1000 live registered threads (median of several runs).
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -75,21 +76,32 @@ def run(args: list[str], code: str = WORKLOAD) -> dict:
 
 
 def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--repeats", type=int, default=REPEATS,
+                   help=f"runs per configuration (default {REPEATS})")
+    repeats = p.parse_args().repeats
     configs = {"unprofiled": ["off"], "10 ms": ["on", "10"], "4 ms": ["on", "4"], "1 ms": ["on", "1"]}
     results: dict[str, list[dict]] = {k: [] for k in configs}
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         for name, args in configs.items():
             results[name].append(run(args))
-    base = statistics.median(r["wall"] for r in results["unprofiled"])
-    print(f"CPU-bound workload, median of {REPEATS} runs each (fresh interpreter per run)")
-    print(f"  {'unprofiled':<11} {base * 1000:8.1f} ms")
+    base_runs = [r["wall"] for r in results["unprofiled"]]
+    base = statistics.median(base_runs)
+    spread = 100 * (max(base_runs) - min(base_runs)) / base
+    print(f"CPU-bound workload, median of {repeats} runs each (fresh interpreter per run)")
+    print(f"  {'unprofiled':<11} {base * 1000:8.1f} ms  (runs spread over {spread:.0f}% of the "
+          f"median: machine noise; above ~5% the overhead figures are not meaningful)")
     for name in list(configs)[1:]:
         wall = statistics.median(r["wall"] for r in results[name])
         samples = statistics.median(r["samples"] for r in results[name])
         self_oh = statistics.median(r["self_overhead"] for r in results[name])
+        # Each profiled run against the unprofiled run just before it: the
+        # two share the machine's state of that moment.
+        paired = statistics.median(on["wall"] / off["wall"] - 1
+                                   for on, off in zip(results[name], results["unprofiled"]))
         print(
-            f"  {name:<11} {wall * 1000:8.1f} ms  overhead {100 * (wall / base - 1):+5.1f}%  "
-            f"({samples:.0f} samples, self-measured {self_oh:.2f}%)"
+            f"  {name:<11} {wall * 1000:8.1f} ms  overhead {100 * (wall / base - 1):+5.1f}% "
+            f"(paired {100 * paired:+5.1f}%)  ({samples:.0f} samples, self-measured {self_oh:.2f}%)"
         )
     stop = run([], STOP_TIMING)
     print(

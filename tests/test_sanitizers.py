@@ -75,11 +75,15 @@ def _need_libasan() -> None:
         pytest.skip(msg)
 
 
+def _run_tool(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TOOLS / name), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=280)
+
+
 @pytest.mark.timeout(300)
 def test_valgrind_finds_nothing_in_spprof():
     _need_valgrind()
-    proc = subprocess.run([sys.executable, str(TOOLS / "run_memcheck.py"), "--cycles", "100"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=280)
+    proc = _run_tool("run_memcheck.py", "--cycles", "100")
     if proc.returncode != 0:
         pytest.fail(f"valgrind memcheck failed:\n{_report(proc)}", pytrace=False)
     assert "memcheck: PASSED" in proc.stdout, _report(proc)
@@ -87,27 +91,21 @@ def test_valgrind_finds_nothing_in_spprof():
     assert "stress: OK: 100 sessions" in proc.stdout, _report(proc)
 
 
+# 20 sessions, one 48-byte block leaked per stop(); the last one is still
+# referenced from the global, the 19 others are lost.
 @pytest.mark.timeout(300)
 def test_valgrind_reports_an_injected_leak():
     _need_valgrind()
-    proc = subprocess.run([sys.executable, str(TOOLS / "run_memcheck.py"), "--inject-leak",
-                           "--cycles", "20"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=280)
-    assert proc.returncode == 0, _report(proc)
-    assert "self-check PASSED" in proc.stdout, _report(proc)
-    # 20 sessions, one 48-byte block per stop(); the last one is still
-    # referenced from the global, the others are definitely lost.
+    proc = _run_tool("run_memcheck.py", "--inject-leak", "--cycles", "20")
+    assert proc.returncode == 0 and "self-check PASSED" in proc.stdout, _report(proc)
     assert "definitely lost: 912 bytes in 19 blocks" in proc.stdout, _report(proc)
 
 
 @pytest.mark.timeout(300)
 def test_asan_reports_an_injected_leak():
     _need_libasan()
-    proc = subprocess.run([sys.executable, str(TOOLS / "run_asan.py"), "--inject-leak",
-                           "--cycles", "20"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=280)
-    assert proc.returncode == 0, _report(proc)
-    assert "self-check PASSED" in proc.stdout, _report(proc)
+    proc = _run_tool("run_asan.py", "--inject-leak", "--cycles", "20")
+    assert proc.returncode == 0 and "self-check PASSED" in proc.stdout, _report(proc)
     assert "Direct leak of 912 byte(s) in 19 object(s)" in proc.stdout, _report(proc)
 
 

@@ -92,3 +92,23 @@ def prepare_venv(work: Path, *, sanitize: bool, source: Path = ROOT, tag: str = 
     print(f"{tag}: {kind} build of {source} installed into {purelib} "
           f"({time.monotonic() - started:.0f}s)", flush=True)
     return python
+
+
+def injected_leak_verdict(tag: str, failures: list[str], marker: str) -> int:
+    """With --inject-leak a checker must fail in exactly the expected way: a
+    problem report carrying `marker` (the checker's word for a leak of
+    spprof's) whose stack shows the injected stop(). Exit status 0 when it
+    does, 1 otherwise."""
+    found = [f for f in failures if marker in f and "native_stop" in f]
+    if found:
+        lines = found[0].splitlines()
+        head = next((ln.strip() for ln in lines if "leak of" in ln or "definitely lost" in ln),
+                    lines[0])
+        print(f"{tag}: self-check PASSED: the leak injected after {LEAK_ANCHOR!r} was reported "
+              f"and attributed to spprof: {head}")
+        return 0
+    print(f"{tag}: self-check FAILED: the injected leak was not reported as spprof's; "
+          f"{len(failures)} other problem(s):", file=sys.stderr)
+    for f in failures:
+        print("\n" + f[:4000], file=sys.stderr)
+    return 1

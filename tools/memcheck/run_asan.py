@@ -31,7 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _build import LEAK_ANCHOR, ROOT, leaky_source, prepare_venv, run  # noqa: E402
+from _build import ROOT, injected_leak_verdict, leaky_source, prepare_venv, run  # noqa: E402
 
 # Scenarios that drive the native code hardest, and whose assertions do not
 # depend on speed (everything is slower under ASan). Left out:
@@ -176,22 +176,6 @@ def junit_counts(path: Path) -> dict[str, int] | None:
     return {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
 
 
-def self_check_verdict(failures: list[str]) -> int:
-    """With --inject-leak the run must fail in exactly the expected way:
-    a leak attributed to spprof whose stack shows the injected stop()."""
-    found = [f for f in failures if "leak with an spprof frame" in f and "native_stop" in f]
-    if found:
-        head = found[0].split("\n")[1] if "\n" in found[0] else found[0]
-        print(f"asan: self-check PASSED: the leak injected after {LEAK_ANCHOR!r} was reported "
-              f"and attributed to spprof: {head.strip()}")
-        return 0
-    print("asan: self-check FAILED: the injected leak was not reported as spprof's; "
-          f"{len(failures)} other problem(s):", file=sys.stderr)
-    for f in failures:
-        print("\n" + f[:4000], file=sys.stderr)
-    return 1
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--cycles", type=int, default=200, help="stress start/stop cycles (default 200)")
@@ -270,7 +254,7 @@ def main() -> int:
         print(f"asan: {line}")
     print(f"asan: total {time.monotonic() - started:.0f}s")
     if args.inject_leak:
-        return self_check_verdict(failures)
+        return injected_leak_verdict("asan", failures, "leak with an spprof frame")
     if failures:
         print(f"asan: FAILED: {len(failures)} problem(s); logs in {logs}", file=sys.stderr)
         for f in failures:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _build import LEAK_ANCHOR, ROOT, leaky_source, prepare_venv  # noqa: E402
+from _build import ROOT, injected_leak_verdict, leaky_source, prepare_venv  # noqa: E402
 
 LEAK_FAIL_KINDS = {"Leak_DefinitelyLost", "Leak_IndirectlyLost"}
 # Uninitialised-value reports flow from where the value was created to
@@ -274,16 +274,7 @@ def main() -> int:
     for ln in lines:
         print(f"memcheck: {ln}")
     if args.inject_leak:
-        found = [f for f in failures if "Leak_DefinitelyLost" in f and "native_stop" in f]
-        if found:
-            print(f"memcheck: self-check PASSED: the leak injected after {LEAK_ANCHOR!r} was "
-                  f"reported and attributed to spprof: {found[0].splitlines()[0]}")
-            return 0
-        print("memcheck: self-check FAILED: valgrind did not report the injected leak as "
-              f"spprof's; {len(failures)} other problem(s):", file=sys.stderr)
-        for f in failures:
-            print("\n" + f, file=sys.stderr)
-        return 1
+        return injected_leak_verdict("memcheck", failures, "Leak_DefinitelyLost")
     if failures:
         print(f"memcheck: FAILED: {len(failures)} problem(s) (frames marked * are spprof's; "
               f"XML in {args.out}):", file=sys.stderr)
