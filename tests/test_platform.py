@@ -182,6 +182,39 @@ emit({"paused": paused, "early": len(early), "resumed": len(resumed),
     assert 85 <= result["resumed"] <= 110, result
 
 
+def test_service_thread_takes_the_gil_only_when_needed():
+    """In a steady state the service thread wakes every 50 ms and takes the
+    GIL about every 100 ms (each GIL hand-off delays the program); a thread
+    started in that steady state is still found quickly and sampled."""
+    result = run_scenario(
+        BURN_SRC
+        + """
+import threading, time, spprof
+spprof.start(interval_ms=10)
+t0 = time.monotonic()
+burn(2.0)
+steady = spprof._api._native().stats()
+steady_s = time.monotonic() - t0
+info = {}
+def late():
+    info["tid"] = threading.get_native_id()
+    burn(0.3)
+t = threading.Thread(target=late); t.start(); t.join()
+prof = spprof.stop()
+emit({"wakes_per_s": steady["service_wakes"] / steady_s,
+      "gil_ticks_per_s": steady["service_gil_ticks"] / steady_s,
+      "late_weight": sum(s.weight for s in prof.samples if s.thread_id == info["tid"])})
+"""
+    )
+    # 50 wakes/s for the first second (start() counts as threads coming),
+    # then 20/s; GIL ticks every 100 ms. Taking the GIL on every wake would
+    # be 25-50/s.
+    assert 5 <= result["gil_ticks_per_s"] <= 20, result
+    assert result["wakes_per_s"] <= 45, result
+    # 300 ms of CPU at 10 ms: 30 samples' worth once found (within 50 ms).
+    assert result["late_weight"] >= 15, result
+
+
 def test_sigprof_blocked():
     """A thread that blocks SIGPROF: no hang, no crash, no samples from it,
     and the profiler says so; other threads are sampled as usual."""

@@ -30,7 +30,8 @@ uint32_t Resolver::frame_for(const CodeInfo* info, int32_t instr, Aggregator& ou
     return frame;
 }
 
-size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& out) {
+size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& out,
+                       std::unordered_map<pid_t, uint64_t>* per_thread) {
     size_t n = 0;
     while (const SampleSlot* slot = buffer.peek()) {
         uint32_t stack = 0;
@@ -42,6 +43,7 @@ size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& ou
             stack = out.child_stack(stack, frame_for(info, raw.instr, out));
         }
         out.add_sample(SampleRecord{slot->timestamp_ns, slot->tid, stack, slot->weight});
+        if (per_thread != nullptr) ++(*per_thread)[slot->tid];
         buffer.pop();
         ++n;
     }

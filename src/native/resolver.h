@@ -1,9 +1,11 @@
 // resolver.h: turns raw samples into interned stacks, off the signal path.
 //
 // Runs with the GIL held (the code registry reads code objects), on the
-// service thread every few milliseconds and once more in stop(), so the
-// work at stop() does not grow with the length of the session.
+// service thread (every 100 ms, sooner when the buffer fills) and once more
+// in stop(), so the work at stop() does not grow with the session's length.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <unordered_map>
@@ -17,7 +19,9 @@ namespace spprof {
 class Resolver {
 public:
     // Consume every published sample. Returns how many were consumed.
-    size_t drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& out);
+    // With `per_thread`, also counts the samples of each thread there.
+    size_t drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& out,
+                 std::unordered_map<pid_t, uint64_t>* per_thread = nullptr);
     void clear();
 
 private:

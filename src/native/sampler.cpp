@@ -10,13 +10,11 @@
 
 namespace spprof {
 
-namespace {
-// CPU clock of one thread (linux/posix-timers.h: MAKE_THREAD_CPUCLOCK with
-// CPUCLOCK_SCHED and the per-thread bit).
+// linux/posix-timers.h: MAKE_THREAD_CPUCLOCK with CPUCLOCK_SCHED and the
+// per-thread bit.
 clockid_t thread_cpu_clock(pid_t tid) {
     return static_cast<clockid_t>((~static_cast<unsigned>(tid) << 3) | 6u);
 }
-}  // namespace
 
 int create_thread_timer(pid_t tid, uint32_t session, ThreadTimer* out) {
     struct sigevent sev;

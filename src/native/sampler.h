@@ -22,6 +22,9 @@ struct ThreadTimer {
     bool valid = false;
 };
 
+// The CPU-time clock of thread `tid` of this process.
+clockid_t thread_cpu_clock(pid_t tid);
+
 // Create (but do not arm) the timer of thread `tid`. Returns 0 or an errno
 // value (EAGAIN: RLIMIT_SIGPENDING reached; EINVAL: the thread is gone).
 // EAGAIN is retried briefly first.

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -20,9 +21,21 @@
 namespace spprof {
 
 namespace {
-// The service thread wakes this often to register new threads and drain
-// samples; it also wakes early when the buffer is a quarter full.
-constexpr int kServicePeriodMs = 20;
+// The service thread polls, without the GIL, for a change in the number of
+// threads: every 20 ms while threads come and go (a change in the last
+// second), every 50 ms in a steady state. Each wake costs a context
+// switch, which is not free in a virtual machine.
+constexpr int kBusyPollMs = 20;
+constexpr int kSteadyPollMs = 50;
+constexpr int64_t kBusyWindowNs = 1'000'000'000;
+// It takes the GIL (to scan thread states, resolve and aggregate samples)
+// at least this often, and early when the thread count changes or the
+// buffer is a quarter full. Every GIL acquisition also costs the program a
+// GIL hand-off, so an idle tick must not take it.
+constexpr int64_t kFullTickNs = 100'000'000;
+// After the thread count changes, this many polls in a row take the GIL:
+// a new thread's state gets its kernel id only once the thread runs.
+constexpr int kHotTicks = 3;
 // Thread names are refreshed when new threads appear, and at least this often.
 constexpr int64_t kNamesRefreshNs = 500'000'000;
 
@@ -80,10 +93,14 @@ bool Session::start(const StartOptions& options) {
     names_seen_created_ = ~uint64_t{0};
     names_updated_ns_ = 0;
     service_cpu_ns_.store(0);
+    service_wakes_.store(0);
+    service_gil_ticks_.store(0);
     warned_timer_failure_ = false;
     warned_blocked_ = false;
     blocked_check_cursor_ = 0;
     sigprof_blocked_.clear();
+    health_seen_.clear();
+    samples_by_thread_.clear();
 
     // The raw-sample buffer takes at most a quarter of the memory budget
     // (and 8 MiB): it only has to hold what arrives between two drains.
@@ -194,6 +211,16 @@ void Session::warn(const std::string& message) {
 namespace {
 // Whether thread `tid` currently blocks SIGPROF (its SigBlk mask in
 // /proc/self/task/<tid>/status). -1 when the thread is gone.
+// Threads in this process: procfs gives a task directory 2 + that many
+// links. One stat() is far cheaper than a GIL hand-off, so the service
+// thread checks it on every poll. -1 when procfs is not there (then only
+// the periodic scans find new threads).
+long process_thread_count() {
+    struct stat sb;
+    if (stat("/proc/self/task", &sb) != 0) return -1;
+    return static_cast<long>(sb.st_nlink);
+}
+
 int thread_blocks_sigprof(pid_t tid) {
     char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%d/status", static_cast<int>(tid));
@@ -225,13 +252,36 @@ void Session::check_health() {
     // pending and later expirations become overruns of it. Nothing hangs,
     // but its CPU time is missing from the profile, so say so. Checking
     // every thread every tick would cost too much with thousands of
-    // threads: look at a few per tick, in rotation.
+    // threads: look at a few per tick, in rotation. Reading a thread's
+    // /proc status is the expensive part (tens of microseconds), so only
+    // a thread that burnt CPU worth two intervals since the last look and
+    // produced no sample meanwhile is read; an idle thread loses nothing,
+    // and a sampled one does not block the signal.
+    if (handler_state().paused.load()) return;
     std::vector<pid_t> tids = registry_.thread_ids();
     if (tids.empty()) return;
     std::sort(tids.begin(), tids.end());
+    if (health_seen_.size() > 2 * tids.size() + 64 || samples_by_thread_.size() > 2 * tids.size() + 64) {
+        // Forget threads that are gone (tids are reused, so they must not
+        // inherit anything).
+        auto gone = [&](const auto& kv) { return !std::binary_search(tids.begin(), tids.end(), kv.first); };
+        std::erase_if(health_seen_, gone);
+        std::erase_if(samples_by_thread_, gone);
+        std::erase_if(sigprof_blocked_, gone);
+    }
     constexpr size_t kPerTick = 8;
     for (size_t n = 0; n < std::min(kPerTick, tids.size()); ++n) {
         pid_t tid = tids[(blocked_check_cursor_ + n) % tids.size()];
+        timespec ts;
+        if (clock_gettime(thread_cpu_clock(tid), &ts) != 0) continue;  // gone
+        int64_t cpu = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+        uint64_t samples = samples_by_thread_[tid];
+        auto [seen, first] = health_seen_.try_emplace(tid, HealthSeen{cpu, samples});
+        bool busy = !first && cpu - seen->second.cpu_ns >= 2 * options_.interval_ns;
+        bool sampled = samples != seen->second.samples;
+        seen->second = HealthSeen{cpu, samples};
+        if (sampled) sigprof_blocked_.erase(tid);
+        if (!busy || sampled) continue;
         int blocked = thread_blocks_sigprof(tid);
         if (blocked == 1) {
             // Libraries block every signal for a moment (around fork, in
@@ -261,15 +311,37 @@ void Session::service_loop() {
     PyGILState_STATE gil = PyGILState_Ensure();
     PyThreadState* tstate = PyEval_SaveThread();
     pollfd pfd{wake_fd_, POLLIN, 0};
+    long threads_seen = process_thread_count();
+    int64_t last_full_ns = monotonic_now_ns();
+    int64_t last_change_ns = last_full_ns;
+    int hot = 0;
     while (!service_stop_.load(std::memory_order_acquire)) {
-        int ready = poll(&pfd, 1, kServicePeriodMs);
+        bool busy = monotonic_now_ns() - last_change_ns < kBusyWindowNs;
+        int ready = poll(&pfd, 1, busy ? kBusyPollMs : kSteadyPollMs);
+        service_wakes_.fetch_add(1, std::memory_order_relaxed);
+        bool work = false;
         if (ready > 0) {
             uint64_t value;
             ssize_t ignored = read(wake_fd_, &value, sizeof value);
             (void)ignored;
+            work = true;  // the buffer is a quarter full
         }
-        handler_state().wake_pending.store(false, std::memory_order_release);
         if (service_stop_.load(std::memory_order_acquire)) break;
+        long threads_now = process_thread_count();
+        if (threads_now != threads_seen) {
+            threads_seen = threads_now;
+            last_change_ns = monotonic_now_ns();
+            hot = kHotTicks;
+        }
+        if (hot > 0) {
+            --hot;
+            work = true;
+        }
+        int64_t now = monotonic_now_ns();
+        if (!work && now - last_full_ns < kFullTickNs) continue;
+        last_full_ns = now;
+        service_gil_ticks_.fetch_add(1, std::memory_order_relaxed);
+        handler_state().wake_pending.store(false, std::memory_order_release);
         PyEval_RestoreThread(tstate);
         service_tick(false);
         tstate = PyEval_SaveThread();
@@ -293,8 +365,8 @@ void Session::service_tick(bool force_names) {
         names_seen_created_ = c.timers_created;
         update_thread_names();
     }
+    resolved_samples_ += resolver_.drain(buffer_, codes_, aggregator_, &samples_by_thread_);
     check_health();
-    resolved_samples_ += resolver_.drain(buffer_, codes_, aggregator_);
     // Tombstones older than every capture that can still be in flight are
     // no longer needed: read the epoch, then confirm nothing is in flight
     // and nothing is left to resolve.
@@ -443,7 +515,7 @@ PyObject* Session::stats() {
     int64_t paused_ns = paused_total_ns_ + (paused() ? now - paused_at_ns_ : 0);
     return Py_BuildValue(
         "{s:O,s:O,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:K,s:K,"
-        "s:L,s:L,s:L,s:L,s:L,s:n,s:n,s:n}",
+        "s:L,s:L,s:L,s:L,s:L,s:n,s:n,s:n,s:K,s:K}",
         "active", active_ ? Py_True : Py_False, "paused", paused() ? Py_True : Py_False,
         "signals", c.signals.load(), "captured_samples", c.samples.load(), "collected_samples",
         static_cast<unsigned long long>(aggregator_.samples().size()), "buffer_dropped",
@@ -469,7 +541,9 @@ PyObject* Session::stats() {
         static_cast<Py_ssize_t>(buffer_.capacity()), "memory_bytes",
         static_cast<Py_ssize_t>(aggregator_.approx_bytes() + buffer_.bytes() +
                                 codes_.approx_bytes()),
-        "interval_ns", static_cast<Py_ssize_t>(options_.interval_ns));
+        "interval_ns", static_cast<Py_ssize_t>(options_.interval_ns), "service_wakes",
+        static_cast<unsigned long long>(service_wakes_.load()), "service_gil_ticks",
+        static_cast<unsigned long long>(service_gil_ticks_.load()));
 }
 
 PyObject* Session::build_result() {

@@ -83,6 +83,14 @@ private:
     bool warned_blocked_ = false;
     size_t blocked_check_cursor_ = 0;
     std::unordered_map<pid_t, int> sigprof_blocked_;  // tid -> consecutive checks seen blocking
+    // What the blocked-SIGPROF check saw of a thread last time: its CPU time
+    // and how many samples it had produced.
+    struct HealthSeen {
+        int64_t cpu_ns = 0;
+        uint64_t samples = 0;
+    };
+    std::unordered_map<pid_t, HealthSeen> health_seen_;
+    std::unordered_map<pid_t, uint64_t> samples_by_thread_;
     SampleBuffer buffer_;
     CodeRegistry codes_;
     Resolver resolver_;
@@ -95,6 +103,10 @@ private:
     std::atomic<bool> service_stop_{false};
     std::atomic<pid_t> service_tid_{0};
     std::atomic<int64_t> service_cpu_ns_{0};
+    // How often the service thread woke up, and how many of those wakes
+    // took the GIL.
+    std::atomic<uint64_t> service_wakes_{0};
+    std::atomic<uint64_t> service_gil_ticks_{0};
     int wake_fd_ = -1;
     uint64_t names_seen_created_ = ~uint64_t{0};
     int64_t names_updated_ns_ = 0;
