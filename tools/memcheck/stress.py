@@ -434,11 +434,13 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     caught_warnings.__exit__(None, None, None)
     profiler_warnings = sum(1 for w in warning_list if issubclass(w.category, ProfilerWarning))
+    growth = (f"over the last {measured} sessions heap growth {heap_growth} B, RSS growth "
+              f"{rss_growth // 1024} KiB" if measure_from >= 0 else "heap growth not measured")
     print(
         f"stress: OK: {totals.sessions} sessions in {elapsed:.1f}s, {totals.threads} short-lived "
         f"threads, {totals.samples} samples from {totals.signals} signals, "
         f"timers {totals.timers_created} created / {totals.timers_deleted} deleted, "
-        f"heap growth {heap_growth} B, RSS growth {rss_growth // 1024} KiB, {profiler_warnings} ProfilerWarnings; "
+        f"{growth}, {profiler_warnings} ProfilerWarnings; "
         f"no SIGPROF timer left, disposition restored",
         flush=True,
     )
