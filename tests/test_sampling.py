@@ -172,6 +172,39 @@ emit({"sampled": sorted(n for n in names if n.startswith(("dyn_", "decoy_"))), "
     assert sampled <= set(result["ran"]), sorted(sampled - set(result["ran"]))
 
 
+def test_signal_in_eval_loop_prologue_keeps_the_stack():
+    """sorted() with a Python key enters the eval loop once per element. On
+    3.11/3.12 a signal can land after the loop linked its C frame but before
+    it set that frame's current frame (stack garbage there); the walk must
+    notice and take the enclosing loop's stack, never lose the sample's
+    stack or record a wrong one."""
+    result = run_scenario(
+        """
+import time, spprof
+data = list(range(2000))
+def by_key(x):
+    return -x
+def sort_many():
+    end = time.thread_time() + 3.0
+    while time.thread_time() < end:
+        sorted(data, key=by_key)
+spprof.start(interval_ms=1)
+sort_many()
+prof = spprof.stop()
+paths = {}
+for s in prof.samples:
+    key = " > ".join(f.function_name for f in s.frames)
+    paths[key] = paths.get(key, 0) + s.weight
+emit({"walk_errors": prof.stats.walk_errors, "recovered": prof.stats.raw["recovered_walks"],
+      "paths": paths, "weight": sum(paths.values())})
+"""
+    )
+    assert result["walk_errors"] == 0, result
+    allowed = {"<module> > sort_many", "<module> > sort_many > by_key"}
+    assert set(result["paths"]) <= allowed, result
+    assert result["weight"] >= 2000, result  # 3 s of CPU at 1 ms
+
+
 def test_deep_recursion_is_truncated_not_crashing():
     result = run_scenario(
         """

@@ -119,6 +119,38 @@ inline int32_t frame_instr_index(const InterpreterFrame* f, PyObject* code) {
     return static_cast<int32_t>(ip - base);
 }
 
+// C frames (3.11/3.12). Each run of the eval loop links a _PyCFrame into
+// tstate->cframe, and the first interpreter frame it runs (the "entry":
+// is_entry on 3.11, the C-stack shim on 3.12) has as `previous` the
+// enclosing loop's current frame. The loop links its C frame BEFORE it sets
+// that C frame's current_frame, so a signal landing in between finds stack
+// garbage there; the walker checks every entry frame against this link and,
+// when the chain does not hold, walks from the enclosing loop instead.
+// 3.13 keeps the current frame in the thread state itself, set in one store.
+#if PY_VERSION_HEX < 0x030D0000
+inline constexpr bool kHasCFrames = true;
+using CFrame = _PyCFrame;
+inline CFrame* top_cframe(PyThreadState* tstate) { return tstate->cframe; }
+inline CFrame* cframe_previous(const CFrame* c) { return c->previous; }
+inline InterpreterFrame* cframe_current(const CFrame* c) {
+    return reinterpret_cast<InterpreterFrame*>(c->current_frame);
+}
+inline bool frame_is_entry(const InterpreterFrame* f) {
+#if PY_VERSION_HEX < 0x030C0000
+    return f->is_entry;
+#else
+    return f->owner == kOwnedByCStack;
+#endif
+}
+#else
+inline constexpr bool kHasCFrames = false;
+struct CFrame {};
+inline CFrame* top_cframe(PyThreadState*) { return nullptr; }
+inline CFrame* cframe_previous(const CFrame*) { return nullptr; }
+inline InterpreterFrame* cframe_current(const CFrame*) { return nullptr; }
+inline bool frame_is_entry(const InterpreterFrame*) { return false; }
+#endif
+
 // Whether a frame is a Python-code frame worth recording (not a C shim).
 // ASYNC-SIGNAL-SAFE.
 inline bool frame_is_python(const InterpreterFrame* f) {

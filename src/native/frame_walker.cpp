@@ -16,15 +16,11 @@ inline bool plausible_pointer(const void* p) {
     return v >= 4096 && (v & 7u) == 0 && v < (uintptr_t{1} << 47);
 }
 
-}  // namespace
-
-WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames) {
+// Walk from `frame`, the current frame of C frame `cf` (3.11/3.12; unused
+// on 3.13).
+WalkResult walk_chain(const compat::InterpreterFrame* frame, const compat::CFrame* cf,
+                      RawFrame* out, int max_frames) {
     WalkResult r;
-    if (!plausible_pointer(tstate)) {
-        r.invalid = true;
-        return r;
-    }
-    auto* frame = compat::current_frame(tstate);
     // Brent's cycle detection: remember one frame, compare each new frame
     // with it, move the checkpoint forward at powers of two. O(n), no memory.
     const compat::InterpreterFrame* checkpoint = nullptr;
@@ -43,6 +39,25 @@ WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames) 
         if (frame->owner < 0 || frame->owner > compat::kMaxOwner) {
             r.invalid = true;
             break;
+        }
+        if (compat::kHasCFrames && compat::frame_is_entry(frame)) {
+            // The frame the enclosing eval loop runs must come next.
+            if (!plausible_pointer(cf)) {
+                r.invalid = true;
+                break;
+            }
+            const compat::CFrame* outer = compat::cframe_previous(cf);
+            if (outer != nullptr && !plausible_pointer(outer)) {
+                r.invalid = true;
+                break;
+            }
+            const compat::InterpreterFrame* expected =
+                outer != nullptr ? compat::cframe_current(outer) : nullptr;
+            if (frame->previous != expected) {
+                r.invalid = true;
+                break;
+            }
+            cf = outer;
         }
         if (compat::frame_is_python(frame)) {
             PyObject* code = compat::frame_code(frame);
@@ -63,6 +78,38 @@ WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames) 
         frame = frame->previous;
     }
     return r;
+}
+
+}  // namespace
+
+WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames) {
+    if (!plausible_pointer(tstate)) {
+        WalkResult r;
+        r.invalid = true;
+        return r;
+    }
+    if constexpr (!compat::kHasCFrames) {
+        return walk_chain(compat::current_frame(tstate), nullptr, out, max_frames);
+    } else {
+        const compat::CFrame* cf = compat::top_cframe(tstate);
+        if (cf == nullptr) return WalkResult{};
+        if (!plausible_pointer(cf)) {
+            WalkResult r;
+            r.invalid = true;
+            return r;
+        }
+        WalkResult r = walk_chain(compat::cframe_current(cf), cf, out, max_frames);
+        if (!r.invalid) return r;
+        // Most likely the signal landed in an eval loop's prologue (see
+        // compat.h): that loop has not started its frame yet, so the stack
+        // is the enclosing loop's.
+        const compat::CFrame* outer = compat::cframe_previous(cf);
+        if (outer == nullptr || !plausible_pointer(outer)) return r;
+        WalkResult again = walk_chain(compat::cframe_current(outer), outer, out, max_frames);
+        if (again.invalid) return again;
+        again.recovered = true;
+        return again;
+    }
 }
 
 }  // namespace spprof

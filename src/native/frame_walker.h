@@ -19,6 +19,7 @@ struct WalkResult {
     uint16_t depth = 0;       // frames written, leaf first
     bool truncated = false;   // more frames existed than `max_frames`
     bool invalid = false;     // an invalid pointer or a cycle stopped the walk
+    bool recovered = false;   // walked from the enclosing eval loop (compat.h)
 };
 
 // Walk the frames of `tstate`, which must be the calling thread's own thread

@@ -515,7 +515,7 @@ PyObject* Session::stats() {
     int64_t paused_ns = paused_total_ns_ + (paused() ? now - paused_at_ns_ : 0);
     return Py_BuildValue(
         "{s:O,s:O,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:K,s:K,"
-        "s:L,s:L,s:L,s:L,s:L,s:n,s:n,s:n,s:K,s:K}",
+        "s:L,s:L,s:L,s:L,s:L,s:n,s:n,s:n,s:K,s:K,s:K}",
         "active", active_ ? Py_True : Py_False, "paused", paused() ? Py_True : Py_False,
         "signals", c.signals.load(), "captured_samples", c.samples.load(), "collected_samples",
         static_cast<unsigned long long>(aggregator_.samples().size()), "buffer_dropped",
@@ -543,7 +543,8 @@ PyObject* Session::stats() {
                                 codes_.approx_bytes()),
         "interval_ns", static_cast<Py_ssize_t>(options_.interval_ns), "service_wakes",
         static_cast<unsigned long long>(service_wakes_.load()), "service_gil_ticks",
-        static_cast<unsigned long long>(service_gil_ticks_.load()));
+        static_cast<unsigned long long>(service_gil_ticks_.load()), "recovered_walks",
+        c.recovered_walks.load());
 }
 
 PyObject* Session::build_result() {

@@ -84,6 +84,7 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
         slot->depth = walk.depth;
         slot->truncated = walk.truncated ? 1 : 0;
         if (walk.invalid) c.walk_errors.fetch_add(1, std::memory_order_relaxed);
+        if (walk.recovered) c.recovered_walks.fetch_add(1, std::memory_order_relaxed);
         if (walk.truncated) c.truncated.fetch_add(1, std::memory_order_relaxed);
         st.buffer->publish(slot);
         c.samples.fetch_add(1, std::memory_order_relaxed);
@@ -102,7 +103,7 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
 
 void HandlerCounters::reset() {
     for (auto* a : {&signals, &samples, &dropped, &dropped_weight, &overruns, &no_thread_state,
-                    &walk_errors, &truncated, &paused_signals, &foreign_signals, &stale_signals,
+                    &walk_errors, &recovered_walks, &truncated, &paused_signals, &foreign_signals, &stale_signals,
                     &handler_ns}) {
         a->store(0, std::memory_order_relaxed);
     }

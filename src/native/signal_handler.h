@@ -43,6 +43,7 @@ struct HandlerCounters {
     std::atomic<uint64_t> overruns{0};         // sum of si_overrun
     std::atomic<uint64_t> no_thread_state{0};  // thread had no Python state
     std::atomic<uint64_t> walk_errors{0};      // invalid pointer / cycle seen
+    std::atomic<uint64_t> recovered_walks{0};  // landed in an eval loop's prologue
     std::atomic<uint64_t> truncated{0};        // stack deeper than kMaxDepth
     std::atomic<uint64_t> paused_signals{0};   // arrived while paused
     std::atomic<uint64_t> foreign_signals{0};  // SIGPROF not from our timers
