@@ -43,7 +43,7 @@ struct InterpreterFrame {
     InterpreterFrame* previous;
     uint16_t* prev_instr;  // code unit *before* the next instruction
     int stacktop;
-    bool is_entry;
+    uint8_t is_entry;  // a bool in CPython; read as a byte, the walk may meet garbage
     char owner;
 };
 #elif PY_VERSION_HEX < 0x030D0000  // 3.12
@@ -137,7 +137,7 @@ inline InterpreterFrame* cframe_current(const CFrame* c) {
 }
 inline bool frame_is_entry(const InterpreterFrame* f) {
 #if PY_VERSION_HEX < 0x030C0000
-    return f->is_entry;
+    return f->is_entry != 0;
 #else
     return f->owner == kOwnedByCStack;
 #endif
