@@ -224,14 +224,19 @@ with spprof.Profiler(interval_ms=5) as p:
     deep(1500, 0.3)
 prof = p.profile
 s = [x for x in prof.samples if x.frames and x.frames[-1].function_name == "deep"]
-emit({"n": len(s), "depth": max(len(x.frames) for x in s), "root": s[0].frames[0].function_name,
+# Samples at the bottom of the recursion (the spin loop, where the CPU
+# goes); a signal may also land on the way down or up, less deep.
+first = deep.__code__.co_firstlineno
+bottom = [x for x in s if 2 <= x.frames[-1].lineno - first <= 5]
+emit({"n": len(bottom), "depths": sorted({len(x.frames) for x in bottom}),
+      "roots": sorted({x.frames[0].function_name for x in bottom}),
       "truncated": prof.stats.truncated_stacks})
 """
     )
-    assert result["n"] >= 40
-    assert result["root"] == "<truncated>"
-    assert result["depth"] == 129  # 128 innermost frames + the marker
-    assert result["truncated"] >= result["n"]
+    assert result["n"] >= 40, result
+    assert result["roots"] == ["<truncated>"], result
+    assert result["depths"] == [129], result  # 128 innermost frames + the marker
+    assert result["truncated"] >= result["n"], result
 
 
 def test_generators_and_coroutines_are_on_the_stack():
