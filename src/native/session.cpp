@@ -314,7 +314,9 @@ void Session::service_loop() {
     long threads_seen = process_thread_count();
     int64_t last_full_ns = monotonic_now_ns();
     int64_t last_change_ns = last_full_ns;
-    int hot = 0;
+    // Threads started right after start() may already be in the first count
+    // read above, so the first polls take the GIL as after a change.
+    int hot = kHotTicks;
     while (!service_stop_.load(std::memory_order_acquire)) {
         bool busy = monotonic_now_ns() - last_change_ns < kBusyWindowNs;
         int ready = poll(&pfd, 1, busy ? kBusyPollMs : kSteadyPollMs);
