@@ -59,20 +59,22 @@ def test_asan_and_ubsan_find_nothing_in_spprof():
     assert "asan: PASSED" in proc.stdout, _report(proc)
 
 
+def _need(present: bool, msg: str) -> None:
+    """Skip without the tool, or fail when the run requires every tool."""
+    if present:
+        return
+    if os.environ.get("SPPROF_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{msg}, and SPPROF_REQUIRE_TOOLS=1", pytrace=False)
+    pytest.skip(msg)
+
+
 def _need_valgrind() -> None:
-    if shutil.which("valgrind") is None:
-        msg = "valgrind is not installed (apt-get install -y valgrind)"
-        if os.environ.get("SPPROF_REQUIRE_TOOLS") == "1":
-            pytest.fail(f"{msg}, and SPPROF_REQUIRE_TOOLS=1", pytrace=False)
-        pytest.skip(msg)
+    _need(shutil.which("valgrind") is not None,
+          "valgrind is not installed (apt-get install -y valgrind)")
 
 
 def _need_libasan() -> None:
-    if _libasan() is None:
-        msg = "gcc's libasan is not available (Debian: apt-get install -y gcc)"
-        if os.environ.get("SPPROF_REQUIRE_TOOLS") == "1":
-            pytest.fail(f"{msg}, and SPPROF_REQUIRE_TOOLS=1", pytrace=False)
-        pytest.skip(msg)
+    _need(_libasan() is not None, "gcc's libasan is not available (Debian: apt-get install -y gcc)")
 
 
 def _run_tool(name: str, *args: str) -> subprocess.CompletedProcess:
@@ -111,8 +113,7 @@ def test_asan_reports_an_injected_leak():
 
 @pytest.mark.timeout(300)
 def test_start_stop_stress_without_tools():
-    proc = subprocess.run([sys.executable, str(TOOLS / "stress.py"), "--cycles", "300", "--quiet"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    proc = _run_tool("stress.py", "--cycles", "300", "--quiet")
     if proc.returncode != 0 or "stress: OK" not in proc.stdout:
         pytest.fail(f"stress failed:\n{_report(proc)}", pytrace=False)
 
