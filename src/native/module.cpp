@@ -16,14 +16,19 @@ using spprof::Session;
 
 PyObject* native_start(PyObject*, PyObject* args, PyObject* kwargs) {
     static const char* kwlist[] = {"interval_ns", "memory_limit_bytes", "take_over_sigprof",
-                                   "thread_names", "warn", nullptr};
+                                   "warning_category", nullptr};
     long long interval_ns = 0;
     unsigned long long memory_limit = 0;
     int take_over = 0;
-    PyObject* names = Py_None;
-    PyObject* warn = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LK|pOO", const_cast<char**>(kwlist), &interval_ns,
-                                     &memory_limit, &take_over, &names, &warn)) {
+    PyObject* category = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LK|pO", const_cast<char**>(kwlist), &interval_ns,
+                                     &memory_limit, &take_over, &category)) {
+        return nullptr;
+    }
+    if (category != Py_None &&
+        (!PyType_Check(category) || !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(category),
+                                                       reinterpret_cast<PyTypeObject*>(PyExc_Warning)))) {
+        PyErr_SetString(PyExc_TypeError, "warning_category must be a Warning subclass");
         return nullptr;
     }
     if (interval_ns <= 0) {
@@ -34,8 +39,7 @@ PyObject* native_start(PyObject*, PyObject* args, PyObject* kwargs) {
     opts.interval_ns = interval_ns;
     opts.memory_limit_bytes = static_cast<size_t>(memory_limit);
     opts.take_over_sigprof = take_over != 0;
-    opts.thread_names = names == Py_None ? nullptr : names;
-    opts.warn = warn == Py_None ? nullptr : warn;
+    opts.warning_category = category == Py_None ? nullptr : category;
     if (!Session::instance().start(opts)) return nullptr;
     Py_RETURN_NONE;
 }

@@ -39,6 +39,10 @@ constexpr int kHotTicks = 3;
 // Thread names are refreshed when new threads appear, and at least this often.
 constexpr int64_t kNamesRefreshNs = 500'000'000;
 
+// The warning class, kept for the life of the process: a pending call may
+// issue a warning after the session that queued it ended.
+PyObject* g_warning_category = nullptr;
+
 int64_t clock_ns(clockid_t clock) {
     timespec ts;
     clock_gettime(clock, &ts);
@@ -82,6 +86,19 @@ bool Session::start(const StartOptions& options) {
         return false;
     }
     HandlerState& st = handler_state();
+    if (names_.threading == nullptr) {
+        names_.threading = PyUnicode_InternFromString("threading");
+        names_.active = PyUnicode_InternFromString("_active");
+        names_.native_id = PyUnicode_InternFromString("_native_id");
+        names_.name = PyUnicode_InternFromString("_name");
+        if (!names_.threading || !names_.active || !names_.native_id || !names_.name) {
+            Py_CLEAR(names_.threading);
+            Py_CLEAR(names_.active);
+            Py_CLEAR(names_.native_id);
+            Py_CLEAR(names_.name);
+            return false;
+        }
+    }
     options_ = options;
     aggregator_.clear();
     codes_.clear();
@@ -156,10 +173,9 @@ bool Session::start(const StartOptions& options) {
         return false;
     }
 
-    Py_XINCREF(options.thread_names);
-    names_callable_ = options.thread_names;
-    Py_XINCREF(options.warn);
-    warn_callable_ = options.warn;
+    if (options.warning_category != nullptr && g_warning_category == nullptr) {
+        g_warning_category = Py_NewRef(options.warning_category);  // kept for pending calls
+    }
     update_thread_names();
     check_health();
 
@@ -174,6 +190,17 @@ bool Session::start(const StartOptions& options) {
         return false;
     }
     service_running_ = true;
+    if (flush_warnings() != 0) {
+        // Interrupted (Ctrl-C) while warning: the program's exception wins
+        // and the session does not stay running behind its back.
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject* discarded = stop();
+        Py_XDECREF(discarded);
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+        return false;
+    }
     return true;
 }
 
@@ -196,16 +223,41 @@ std::string Session::timer_failure_message(int err) const {
 }
 
 void Session::warn(const std::string& message) {
-    if (warn_callable_ == nullptr) return;
-    PyObject* arg = PyUnicode_FromString(message.c_str());
-    PyObject* res = arg ? PyObject_CallOneArg(warn_callable_, arg) : nullptr;
-    Py_XDECREF(arg);
-    if (res == nullptr) {
-        // An error-level warning filter turns warnings into exceptions; the
-        // session must not break for it.
-        PyErr_Clear();
+    {
+        std::lock_guard<std::mutex> lock(warn_mu_);
+        if (pending_warnings_.size() >= 64) return;  // a bounded queue: the first ones matter
+        pending_warnings_.push_back(message);
     }
-    Py_XDECREF(res);
+    if (pthread_equal(pthread_self(), service_thread_) && service_running_ &&
+        !flush_scheduled_.exchange(true)) {
+        // The service thread runs no Python code: the main thread issues it
+        // at its next check for pending calls.
+        if (Py_AddPendingCall(&Session::pending_flush, nullptr) != 0) flush_scheduled_.store(false);
+    }
+}
+
+int Session::pending_flush(void*) {
+    instance().flush_scheduled_.store(false);
+    return flush_warnings();
+}
+
+int Session::flush_warnings() {
+    Session& s = instance();
+    std::vector<std::string> messages;
+    {
+        std::lock_guard<std::mutex> lock(s.warn_mu_);
+        messages.swap(s.pending_warnings_);
+    }
+    PyObject* category = g_warning_category ? g_warning_category : PyExc_RuntimeWarning;
+    for (const std::string& m : messages) {
+        if (PyErr_WarnEx(category, m.c_str(), 1) == 0) continue;
+        if (PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyErr_Clear();  // our warning, made an error by a filter: never break the program for it
+            continue;
+        }
+        return -1;  // KeyboardInterrupt, SystemExit...: the program's, propagate
+    }
+    return 0;
 }
 
 namespace {
@@ -378,30 +430,59 @@ void Session::service_tick(bool force_names) {
     }
 }
 
+namespace {
+// An attribute stored on a plain object, read without running Python code:
+// only through the generic attribute lookup, and only if the class does not
+// define it as a descriptor (a property would run code). New reference or
+// nullptr (never an exception left set).
+PyObject* plain_attribute(PyObject* obj, PyObject* name) {
+    PyTypeObject* type = Py_TYPE(obj);
+    if (type->tp_getattro != PyObject_GenericGetAttr) return nullptr;
+    PyObject* descr = _PyType_Lookup(type, name);  // borrowed, no code runs
+    if (descr != nullptr && Py_TYPE(descr)->tp_descr_get != nullptr) return nullptr;
+    PyObject* value = PyObject_GenericGetAttr(obj, name);
+    if (value == nullptr) PyErr_Clear();  // our own lookup's AttributeError
+    return value;
+}
+}  // namespace
+
 void Session::update_thread_names() {
-    if (names_callable_ == nullptr) return;
-    PyObject* result = PyObject_CallNoArgs(names_callable_);
-    if (result == nullptr || !PyDict_Check(result)) {
-        Py_XDECREF(result);
-        PyErr_Clear();  // names are a nicety: never break the session for them
+    // Names come from threading's table of running threads. This runs on the
+    // service thread too, so it must not run Python code or create container
+    // objects (that could start a garbage collection there): plain dict and
+    // attribute reads only, with names interned at start().
+    if (names_.active == nullptr) return;
+    PyObject* modules = PyImport_GetModuleDict();  // borrowed
+    PyObject* threading = modules ? PyDict_GetItemWithError(modules, names_.threading) : nullptr;
+    if (threading == nullptr || !PyModule_Check(threading)) {
+        PyErr_Clear();
         return;
     }
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(result, &pos, &key, &value)) {
-        long tid = PyLong_AsLong(key);
-        if (tid == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            continue;
-        }
-        const char* name = PyUnicode_Check(value) ? PyUnicode_AsUTF8(value) : nullptr;
-        if (name == nullptr) {
-            PyErr_Clear();
-            continue;
-        }
-        thread_names_[static_cast<pid_t>(tid)] = name;
+    PyObject* active = PyDict_GetItemWithError(PyModule_GetDict(threading), names_.active);
+    if (active == nullptr || !PyDict_CheckExact(active)) {
+        PyErr_Clear();
+        return;
     }
-    Py_DECREF(result);
+    Py_INCREF(active);
+    PyObject *key, *thread;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(active, &pos, &key, &thread)) {
+        PyObject* tid_obj = plain_attribute(thread, names_.native_id);
+        PyObject* name_obj = tid_obj ? plain_attribute(thread, names_.name) : nullptr;
+        if (tid_obj != nullptr && name_obj != nullptr && PyLong_CheckExact(tid_obj) &&
+            PyUnicode_Check(name_obj)) {
+            long tid = PyLong_AsLong(tid_obj);
+            Py_ssize_t n = 0;
+            const char* name = PyUnicode_AsUTF8AndSize(name_obj, &n);
+            if (tid > 0 && name != nullptr) {
+                thread_names_[static_cast<pid_t>(tid)].assign(name, static_cast<size_t>(n));
+            }
+            if (PyErr_Occurred()) PyErr_Clear();  // our own conversion's error
+        }
+        Py_XDECREF(tid_obj);
+        Py_XDECREF(name_obj);
+    }
+    Py_DECREF(active);
     names_updated_ns_ = monotonic_now_ns();
 }
 
@@ -463,6 +544,7 @@ PyObject* Session::stop() {
         Py_XDECREF(extra);
     }
     release_everything();
+    if (flush_warnings() != 0) Py_CLEAR(result);
     return result;
 }
 
@@ -473,8 +555,6 @@ void Session::release_everything() {
     st.buffer = nullptr;
     st.wake_fd = -1;
     active_ = false;
-    Py_CLEAR(names_callable_);
-    Py_CLEAR(warn_callable_);
     buffer_.release_memory();
     if (wake_fd_ >= 0) close(wake_fd_);
     wake_fd_ = -1;
@@ -501,6 +581,7 @@ bool put(PyObject* dict, const char* key, PyObject* value) {
 
 PyObject* Session::stats() {
     if (active_) service_tick(false);
+    if (flush_warnings() != 0) return nullptr;
     HandlerState& st = handler_state();
     HandlerCounters& c = st.counters;
     RegistryCounters rc = registry_.counters();

@@ -14,6 +14,8 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <mutex>
+#include <vector>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -30,8 +32,7 @@ struct StartOptions {
     int64_t interval_ns = 10'000'000;
     size_t memory_limit_bytes = 100u << 20;
     bool take_over_sigprof = false;
-    PyObject* thread_names = nullptr;  // callable -> {tid: name}; borrowed
-    PyObject* warn = nullptr;          // callable(message) for warnings; borrowed
+    PyObject* warning_category = nullptr;  // class for warn(); borrowed (kept alive by start)
 };
 
 class Session {
@@ -68,7 +69,20 @@ private:
     void service_loop();
     void update_thread_names();
     void check_health();
+    // Queue a warning for the program. Any thread, GIL held. Warnings are
+    // never issued on the service thread (that would run Python code there):
+    // a pending call delivers them on the main thread, and start(), stats()
+    // and stop() deliver the queue on their calling thread.
     void warn(const std::string& message);
+public:
+    // GIL held, on a program thread: issue the queued warnings. Returns -1
+    // with the exception set when issuing one raised something that is not
+    // an Exception (KeyboardInterrupt, SystemExit): the program's, so it is
+    // never swallowed. An Exception (a warnings filter set to "error") is
+    // spprof's own warning and is dropped.
+    static int flush_warnings();
+private:
+    static int pending_flush(void*);
     std::string timer_failure_message(int err) const;
     void on_code_death(PyCodeObject* code);
     static void code_death_trampoline(PyCodeObject* code);
@@ -77,8 +91,17 @@ private:
 
     bool active_ = false;
     StartOptions options_;
-    PyObject* names_callable_ = nullptr;  // strong reference while active
-    PyObject* warn_callable_ = nullptr;   // strong reference while active
+    // Attribute and module names, interned once (first start, program thread).
+    struct InternedNames {
+        PyObject* threading = nullptr;
+        PyObject* active = nullptr;
+        PyObject* native_id = nullptr;
+        PyObject* name = nullptr;
+    };
+    InternedNames names_;
+    std::mutex warn_mu_;                       // guards pending_warnings_
+    std::vector<std::string> pending_warnings_;
+    std::atomic<bool> flush_scheduled_{false};
     bool warned_timer_failure_ = false;
     bool warned_blocked_ = false;
     size_t blocked_check_cursor_ = 0;

@@ -165,8 +165,7 @@ def start(
             interval_ns=interval * 1_000_000,
             memory_limit_bytes=int(limit * 1024 * 1024),
             take_over_sigprof=bool(take_over_sigprof),
-            thread_names=_thread_names,
-            warn=_warn,
+            warning_category=ProfilerWarning,
         )
         _session = info
         _ensure_process_hooks()
