@@ -83,6 +83,24 @@ def test_collapsed_escapes_separators():
     assert collapsed_writer.parse(line) == {("weird:name x (a b.py:1)",): 4}
 
 
+@pytest.mark.parametrize(
+    "separator", ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e"]
+)
+def test_collapsed_round_trips_names_with_other_line_separators(separator):
+    # str.splitlines() also breaks at these; the format's lines end at "\n" only
+    f = Frame(f"odd{separator}name", f"dir{separator}x.py", 3)
+    g = Frame("leaf", "x.py", 4)
+    prof = Profile(T0, T0, 1, [Sample(1, 1, None, (f, g), 5), Sample(2, 1, None, (f,), 2)])
+    parsed = collapsed_writer.parse(prof.to_collapsed())
+    assert parsed == {
+        (f"odd{separator}name (dir{separator}x.py:3)", "leaf (x.py:4)"): 5,
+        (f"odd{separator}name (dir{separator}x.py:3)",): 2,
+    }
+    # files that went through a Windows editor still read
+    crlf = prof.to_collapsed().replace("\n", "\r\n")
+    assert collapsed_writer.parse(crlf) == parsed
+
+
 def test_empty_profile_outputs():
     prof = Profile(T0, T0, 10, [])
     doc = json.loads(prof.render("speedscope"))

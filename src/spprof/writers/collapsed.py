@@ -48,7 +48,11 @@ def frame_label_thread(name: str, tid: int) -> str:
 def parse(text: str) -> dict[tuple[str, ...], int]:
     """Read collapsed lines back: {stack tuple (root first): count}."""
     result: dict[tuple[str, ...], int] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # Lines end at "\n" only: str.splitlines() would also break at characters
+    # that are legal inside a function or file name (U+2028, \x85, \x0c,
+    # \x1c-\x1e...). "\r" never occurs in a name (the writer replaces it).
+    for lineno, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         stack, sep, count = line.rpartition(" ")
