@@ -118,7 +118,7 @@ def test_speedscope_profile_has_the_hot_function(tmp_path: Path, hot: Path) -> N
     assert speedscope_share(doc, "hot_loop") > 0.5
     # the runner's frames (spprof, runpy) are not at the root of the stacks
     roots = {doc["shared"]["frames"][s[0]]["name"] for p in doc["profiles"] for s in p["samples"]}
-    assert roots == {"<module>"}
+    assert roots == {"<module> hot"}
 
 
 def test_collapsed_profile_has_the_hot_function(tmp_path: Path, hot: Path) -> None:

@@ -4,6 +4,7 @@ session; and our line-table decoder against CPython's."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -13,7 +14,11 @@ import pytest
 
 import spprof
 from spprof import Frame, Profile, Sample
+from spprof._model import module_code_name, module_name, name_module_code
 from spprof.writers import collapsed as collapsed_writer
+from spprof.writers.pprof import decode
+
+from conftest import run_scenario
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "speedscope.schema.json").read_text())
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -136,6 +141,71 @@ def test_real_session_speedscope_and_collapsed(tmp_path):
     parsed = collapsed_writer.parse(Path(col).read_text())
     assert sum(parsed.values()) == prof.total_weight
     assert all(k[-1].startswith("test_real_session_speedscope_and_collapsed.<locals>.spin") or True for k in parsed)
+
+
+def test_module_name_from_the_import_path(tmp_path):
+    root = tmp_path / "root"
+    mod = str(root / "pkg" / "sub" / "mod.py")
+    assert module_name(mod, [str(root)]) == "pkg.sub.mod"
+    assert module_name(str(root / "pkg" / "__init__.py"), [str(root)]) == "pkg"
+    # the closest entry decides, whatever the order of the path
+    assert module_name(mod, [str(tmp_path), str(root)]) == "pkg.sub.mod"
+    assert module_name(mod, ["/nowhere", str(root) + "/"]) == "pkg.sub.mod"
+    # "" on sys.path is the current directory, and relative names are too
+    assert module_name("pkg/mod.py", [""]) == "pkg.mod"
+    # not importable from the path: the file's base name
+    assert module_name("/elsewhere/tool.py", [str(root)]) == "tool"
+    assert module_name(str(root / "my-dir" / "x.py"), [str(root)]) == "x"
+    assert module_name("/elsewhere/pkg/__init__.py", []) == "pkg"
+    assert module_name("<frozen importlib._bootstrap>", []) == "importlib._bootstrap"
+    assert module_name("<string>", []) == "<string>"
+    assert module_code_name(mod, [str(root)]) == "<module> pkg.sub.mod"
+    plain = Frame("run", mod, 3)
+    named = name_module_code([Frame("<module>", mod, 1), plain], [str(root)])
+    assert named == [Frame("<module> pkg.sub.mod", mod, 1), plain]
+
+
+def test_module_level_code_is_named_after_its_module_in_every_format(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "work.py").write_text(
+        "import time\n"
+        "end = time.thread_time() + 0.3\n"
+        "while time.thread_time() < end:\n"
+        "    pass\n"
+    )
+    out = tmp_path / "out"
+    result = run_scenario(
+        f"""
+import sys
+sys.path.insert(0, {str(tmp_path)!r})
+import spprof
+spprof.start(interval_ms=5)
+import pkg.work
+prof = spprof.stop()
+for ext in ("speedscope.json", "collapsed", "html", "pb.gz"):
+    prof.save({str(out)!r} + "." + ext)
+prof.save({str(out)!r} + ".txt", width=200)
+emit({{"names": sorted({{f.function_name for s in prof.samples for f in s.frames
+                         if f.filename == pkg.work.__file__}})}})
+"""
+    )
+    assert result["names"] == ["<module> pkg.work"]
+    name = "<module> pkg.work"
+    doc = json.loads(Path(f"{out}.speedscope.json").read_text())
+    assert name in {f["name"] for f in doc["shared"]["frames"]}
+    assert "<module>" not in {f["name"] for f in doc["shared"]["frames"]}
+    collapsed = collapsed_writer.parse(Path(f"{out}.collapsed").read_text())
+    assert any(label.startswith(name + " (") for stack in collapsed for label in stack)
+    assert not any(label.startswith("<module> (") for stack in collapsed for label in stack)
+    page = Path(f"{out}.html").read_text()
+    data = re.search(r'<script id="spprof-data" type="application/json">(.*?)</script>', page, re.S)
+    assert name in json.loads(data.group(1))["strings"]
+    text = Path(f"{out}.txt").read_text()
+    assert re.search(r"%\s+[\d.]+\s+\d+  <module> pkg\.work  +\S*/pkg/work\.py:\d+$", text, re.M), text
+    doc = decode(Path(f"{out}.pb.gz").read_bytes())
+    assert name in doc["string_table"] and "<module>" not in doc["string_table"]
 
 
 def _all_code_objects(module):

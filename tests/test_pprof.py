@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -187,11 +188,12 @@ def test_functions_and_locations():
         (st[f["name"]], st[f["system_name"]], st[f["filename"]], f["start_line"])
         for f in doc["function"]
     ]
+    # no system_name: pprof then shows the name exactly as written
     assert sorted(funcs) == [
-        ("cold", "cold", "/app/work.py", 30),
-        ("helper", "helper", "/app/util.py", 5),
-        ("hot", "hot", "/app/work.py", 10),  # smallest line seen (10 and 14)
-        ("main", "main", "/app/main.py", 1),
+        ("cold", "", "/app/work.py", 30),
+        ("helper", "", "/app/util.py", 5),
+        ("hot", "", "/app/work.py", 10),  # smallest line seen (10 and 14)
+        ("main", "", "/app/main.py", 1),
     ]
     locs = sorted(frame(loc["id"]) for loc in doc["location"])
     assert locs == [
@@ -410,3 +412,69 @@ def test_go_pprof_traces_are_leaf_first(tmp_path):
     names = [line.split()[-1] for line in blocks[0].splitlines() if line.strip()]
     names = [n for n in names if n in {"hot", "helper", "main"}]
     assert names == ["hot", "helper", "main"], blocks[0]
+
+
+# Names CPython and spprof put in angle brackets: code objects without a
+# proper name, module-level code as spprof names it, and the frames the
+# sampler itself adds.
+ANGLE_BRACKET_NAMES = [
+    "<module> pkg.mod",
+    "<module>",
+    "<lambda>",
+    "<listcomp>",
+    "<genexpr>",
+    "<dictcomp>",
+    "<gc>",
+    "<unknown>",
+    "<truncated>",
+    "<subinterpreter>",
+    pprof_writer.NO_FRAMES,
+]
+
+
+def test_go_pprof_top_shows_angle_bracket_names_as_written(tmp_path):
+    # pprof treats a name with <...> as a demangled C++ name and cuts the
+    # bracketed part unless the file marks the name as final.
+    samples = []
+    for i, name in enumerate(ANGLE_BRACKET_NAMES):
+        frames = (Frame(name, f"/app/m{i}.py", i + 1),) if name != pprof_writer.NO_FRAMES else ()
+        samples.append(Sample(i, 1, "MainThread", frames, i + 1))
+    path = Profile(START, END, INTERVAL_MS, samples).save(tmp_path / "angles.pb.gz")
+    out = _pprof(tmp_path, "-top", path)
+    assert "[[python]]" not in out, out
+    rows = {name: pct for pct, name in _top_rows(out)}
+    assert set(rows) == set(ANGLE_BRACKET_NAMES), out
+    # each name kept its own samples (none were folded together)
+    total = sum(range(1, len(ANGLE_BRACKET_NAMES) + 1))
+    for i, name in enumerate(ANGLE_BRACKET_NAMES):
+        assert abs(rows[name] - 100.0 * (i + 1) / total) < 0.1, (name, out)
+
+
+MODULE_LEVEL_SPIN = """\
+import time
+end = time.thread_time() + {seconds}
+while time.thread_time() < end:
+    pass
+"""
+
+
+def test_go_pprof_top_names_module_level_code_after_its_module(tmp_path):
+    # A real profile through the command line: the script and a module of
+    # a package both burn CPU at module level.
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "work.py").write_text(MODULE_LEVEL_SPIN.format(seconds=0.3))
+    (tmp_path / "main.py").write_text("import pkg.work\n" + MODULE_LEVEL_SPIN.format(seconds=0.3))
+    proc = subprocess.run(
+        [sys.executable, "-m", "spprof", "run", "-q", "-o", "cpu.pb.gz", "main.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = _pprof(tmp_path, "-top", str(tmp_path / "cpu.pb.gz"))
+    assert "[[python]]" not in out, out
+    flat = {name: pct for pct, name in _top_rows(out)}
+    assert flat.get("<module> main", 0) > 25.0, out
+    assert flat.get("<module> pkg.work", 0) > 25.0, out

@@ -73,7 +73,7 @@ emit({"stacks": stacks})
     hot = [s for s in result["stacks"] if "leaf" in s]
     assert len(hot) >= 40
     for names in hot:
-        assert names[0] == "<module>", names
+        assert names[0] == "<module> <string>", names  # python -c code
         assert names[-3:] == ["outer", "middle", "leaf"], names
 
 
@@ -202,7 +202,7 @@ emit({"walk_errors": prof.stats.walk_errors, "recovered": prof.stats.raw["recove
     assert result["walk_errors"] == 0, result
     # Samples inside sort_many are exactly these two stacks (the few taken
     # in start()/stop() themselves are left out).
-    allowed = {"<module> > sort_many", "<module> > sort_many > by_key"}
+    allowed = {"<module> <string> > sort_many", "<module> <string> > sort_many > by_key"}
     in_loop = {path: w for path, w in result["paths"].items() if "sort_many" in path}
     assert set(in_loop) <= allowed, result
     assert sum(in_loop.values()) >= 2000, result  # 3 s of CPU at 1 ms

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar, overload
 
 from ._errors import ProfilerError, ProfilerWarning
-from ._model import Frame, Profile
+from ._model import Frame, Profile, name_module_code
 
 __all__ = [
     "Profiler",
@@ -308,10 +308,11 @@ def _profile_from_native(raw: dict[str, Any], info: _SessionInfo) -> Profile:
     strings: list[str] = raw["strings"]
     fcols = array("q")
     fcols.frombytes(raw["frames"])
-    frames = [
-        Frame(strings[fcols[i]], strings[fcols[i + 1]], fcols[i + 2])
-        for i in range(0, len(fcols), 3)
-    ]
+    # Module-level code is named after its module while sys.path is still
+    # the one the profiled code imported with.
+    frames = name_module_code(
+        [Frame(strings[fcols[i]], strings[fcols[i + 1]], fcols[i + 2]) for i in range(0, len(fcols), 3)]
+    )
     scols = array("q")
     scols.frombytes(raw["stacks"])
     parents = scols[0::2]

@@ -8,7 +8,8 @@ not depend on the protobuf package for one small, stable schema.
 Mapping onto the schema:
 
 * one ``Function`` per (function name, file), ``start_line`` = the smallest
-  line seen for it (the model does not record where a function is defined);
+  line seen for it (the model does not record where a function is defined),
+  ``system_name`` left empty so that pprof shows the name as written;
 * one ``Location`` per (function, line), holding a single ``Line``;
 * one ``Sample`` per unique (thread, stack), ``location_id`` leaf first,
   values ``[samples, cpu nanoseconds]``, labelled ``thread_id`` (numeric) and
@@ -203,14 +204,18 @@ def build_message(profile: Profile, *, merge_threads: bool = False) -> bytes:
         line_msg = _int(1, fid) + _int(2, line)
         append(_len(4, _int(1, lid) + _int(2, MAPPING_ID) + _len(4, line_msg)))
 
+    # Only ``name`` is set, not ``system_name``: pprof "demangles" a function
+    # whose system name equals its name, and for anything with angle brackets
+    # and no ".<" (``<lambda>``, ``<module> pkg.mod``, ``<gc>``) that means
+    # cutting the bracketed part as if it were C++ template arguments, which
+    # leaves an empty or partial name. A function with a name and no system
+    # name counts as already demangled and is shown as written.
     for fid, (fname, filename) in enumerate(func_names, 1):
-        name = strings(fname)
         append(
             _len(
                 5,
                 _int(1, fid)
-                + _int(2, name)
-                + _int(3, name)
+                + _int(2, strings(fname))
                 + _int(4, strings(filename))
                 + _int(5, max(func_start[fid - 1], 0)),
             )
