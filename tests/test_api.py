@@ -43,6 +43,46 @@ def test_bad_memory_limit_is_value_error(bad):
         spprof.start(memory_limit_mb=bad)
 
 
+@pytest.mark.parametrize("huge", [2**44, 1e30, 2**40 + 1, 2.0**64])
+def test_memory_limit_beyond_any_address_space_is_value_error(huge):
+    # in bytes these wrap around 2**64 in the native layer: the limit would
+    # become tiny (or 0) and every sample would be dropped
+    with pytest.raises(ValueError, match="memory_limit_mb"):
+        spprof.start(memory_limit_mb=huge)
+    assert not spprof.is_active()
+    with pytest.raises(ValueError, match="memory_limit_mb"):
+        spprof.Profiler(memory_limit_mb=huge)
+    # the largest limit accepted is taken as "no limit", not wrapped
+    spprof.start(interval_ms=5, memory_limit_mb=spprof._api.MAX_MEMORY_LIMIT_MB)
+    burn(0.2)
+    prof = spprof.stop()
+    assert prof.sample_count >= 20
+    assert prof.dropped_count == 0
+
+
+@pytest.mark.parametrize("bad", ["no", "yes", "", 0, 1, None, 1.0])
+def test_take_over_sigprof_must_be_a_bool(bad):
+    with pytest.raises(ValueError, match="take_over_sigprof"):
+        spprof.start(take_over_sigprof=bad)
+    assert not spprof.is_active()
+    with pytest.raises(ValueError, match="take_over_sigprof"):
+        spprof.Profiler(take_over_sigprof=bad)
+
+
+def test_output_path_that_is_a_directory_is_value_error(tmp_path):
+    (tmp_path / "kept.txt").write_text("mine")
+    for make in (
+        lambda: spprof.start(output_path=tmp_path),
+        lambda: spprof.start(output_path=str(tmp_path) + "/"),
+        lambda: spprof.Profiler(output_path=tmp_path),
+        lambda: spprof.profile(output_path=tmp_path),
+    ):
+        with pytest.raises(ValueError, match="output_path is a directory"):
+            make()
+        assert not spprof.is_active()
+    assert tmp_path.is_dir() and (tmp_path / "kept.txt").read_text() == "mine"
+
+
 def test_output_path_directory_must_exist(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         spprof.start(output_path=tmp_path / "missing" / "p.json")

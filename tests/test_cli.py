@@ -396,6 +396,7 @@ QUICK = "import sys\nopen('ran.marker', 'w').close()\n"
         (["run", "-o", ".", "quick.py"], "output path is a directory"),
         (["run", "-o", "/proc/self/out.json", "quick.py"], "cannot write to output directory"),
         (["run", "--memory-limit", "0", "quick.py"], "bad memory limit"),
+        (["run", "--memory-limit", "1e30", "quick.py"], "bad memory limit"),
         (["run", "-o"], "expected one argument"),
         (["run", "-m", "no_such_module_xyz"], "module not found: no_such_module_xyz"),
         (["run", "-m", "json.no_such_sub"], "module not found: json.no_such_sub"),

@@ -82,17 +82,31 @@ def _check_interval(interval_ms: object) -> int:
     return interval_ms
 
 
+# The native layer takes the limit in bytes as an unsigned 64-bit number:
+# 2**40 MB (one exbibyte, far beyond any machine's address space) keeps the
+# byte count below 2**60, so it can never wrap around to a tiny limit.
+MAX_MEMORY_LIMIT_MB = 2**40
+
+
 def _check_memory_limit(memory_limit_mb: object) -> float:
     if (
         isinstance(memory_limit_mb, bool)
         or not isinstance(memory_limit_mb, (int, float))
         or not math.isfinite(memory_limit_mb)
-        or memory_limit_mb < 0.1
+        or not 0.1 <= memory_limit_mb <= MAX_MEMORY_LIMIT_MB
     ):
         raise ValueError(
-            f"memory_limit_mb must be a number of megabytes >= 0.1, got {memory_limit_mb!r}"
+            f"memory_limit_mb must be a number of megabytes from 0.1 to "
+            f"{MAX_MEMORY_LIMIT_MB} (2**40), got {memory_limit_mb!r}"
         )
     return float(memory_limit_mb)
+
+
+def _check_take_over_sigprof(take_over_sigprof: object) -> bool:
+    # bool only: "no", "false" or 0.0 are not obviously meant as True or False
+    if not isinstance(take_over_sigprof, bool):
+        raise ValueError(f"take_over_sigprof must be True or False, got {take_over_sigprof!r}")
+    return take_over_sigprof
 
 
 def _check_output_path(output_path: object) -> str | None:
@@ -105,6 +119,8 @@ def _check_output_path(output_path: object) -> str | None:
         path = os.fsdecode(path)
     if not path:
         raise ValueError("output_path must not be empty")
+    if os.path.isdir(path):
+        raise ValueError(f"output_path is a directory: {path} (give a file name inside it)")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ValueError(f"output_path directory does not exist: {directory}")
@@ -155,6 +171,7 @@ def start(
     interval = _check_interval(interval_ms)
     limit = _check_memory_limit(memory_limit_mb)
     path = _check_output_path(output_path)
+    take_over = _check_take_over_sigprof(take_over_sigprof)
     with _lock:
         if _session is not None and _session.owner_pid == os.getpid():
             raise RuntimeError("the profiler is already running; call spprof.stop() first")
@@ -164,7 +181,7 @@ def start(
         native.start(
             interval_ns=interval * 1_000_000,
             memory_limit_bytes=int(limit * 1024 * 1024),
-            take_over_sigprof=bool(take_over_sigprof),
+            take_over_sigprof=take_over,
             warning_category=ProfilerWarning,
         )
         _session = info
@@ -427,7 +444,7 @@ class Profiler:
         self.interval_ms = _check_interval(interval_ms)
         self.output_path = _check_output_path(output_path)
         self.memory_limit_mb = _check_memory_limit(memory_limit_mb)
-        self.take_over_sigprof = take_over_sigprof
+        self.take_over_sigprof = _check_take_over_sigprof(take_over_sigprof)
         self.profile: Profile | None = None
         self._running = False
 

@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 
+from .._api import MAX_MEMORY_LIMIT_MB
 from ..writers import format_for_path, formats, get_writer
 
 DEFAULT_FORMAT = "html"
@@ -174,9 +175,10 @@ def _parse_memory_limit(text: str | None) -> float:
         mb = float(text)
     except ValueError:
         mb = math.nan
-    if not math.isfinite(mb) or mb < 0.1:
+    if not math.isfinite(mb) or not 0.1 <= mb <= MAX_MEMORY_LIMIT_MB:
         raise UsageError(
-            f"bad memory limit: {text!r} (give megabytes, at least 0.1, e.g. --memory-limit 200)"
+            f"bad memory limit: {text!r} (give megabytes from 0.1 to {MAX_MEMORY_LIMIT_MB}, "
+            "e.g. --memory-limit 200)"
         )
     return mb
 
