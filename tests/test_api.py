@@ -193,6 +193,110 @@ def test_async_decorator():
     assert job.last_profile.sample_count >= 10
 
 
+def burn_inside(cpu_s: float) -> None:
+    burn(cpu_s)
+
+
+def burn_outside(cpu_s: float) -> None:
+    burn(cpu_s)
+
+
+def _weight_under(prof, name: str) -> int:
+    return sum(
+        s.weight for s in prof.samples if any(f.function_name == name for f in s.frames)
+    )
+
+
+def test_generator_decorator_profiles_the_iteration(tmp_path):
+    import inspect
+
+    out = tmp_path / "gen.collapsed"
+
+    @spprof.profile(interval_ms=5, output_path=out)
+    def produce(n):
+        for i in range(n):
+            burn_inside(0.1)
+            got = yield i
+            assert got in (None, "ping")
+        return "done"
+
+    assert inspect.isgeneratorfunction(produce)
+    gen = produce(3)
+    assert not spprof.is_active()  # nothing runs before the first item is asked for
+    items = []
+    for i in gen:
+        burn_outside(0.1)  # the consumer's time is not the generator's
+        items.append(i)
+    assert items == [0, 1, 2]
+    assert not spprof.is_active()
+    prof = produce.last_profile
+    assert prof is not None and out.exists()
+    inside = _weight_under(prof, "burn_inside") * prof.interval_ms
+    outside = _weight_under(prof, "burn_outside") * prof.interval_ms
+    assert 200 <= inside <= 400, (inside, outside)
+    assert outside <= 10, (inside, outside)
+
+    # return value, send() and throw() go through as with the bare generator
+    def drive():
+        result = yield from produce(2)
+        return result
+
+    d = drive()
+    assert next(d) == 0
+    assert d.send("ping") == 1
+    with pytest.raises(StopIteration) as stop:
+        d.send(None)
+    assert stop.value.value == "done"
+    g = produce(5)
+    next(g)
+    with pytest.raises(KeyError):
+        g.throw(KeyError("x"))
+    assert not spprof.is_active()
+
+
+def test_generator_decorator_stops_when_the_consumer_breaks_early():
+    @spprof.profile(interval_ms=5)
+    def endless():
+        while True:
+            burn_inside(0.05)
+            yield 1
+
+    for n, _ in enumerate(endless()):
+        if n == 2:
+            break
+    assert not spprof.is_active()
+    assert _weight_under(endless.last_profile, "burn_inside") * 5 >= 100
+
+
+def test_async_generator_decorator_profiles_the_iteration():
+    import asyncio
+    import inspect
+
+    @spprof.profile(interval_ms=5)
+    async def produce(n):
+        for i in range(n):
+            await asyncio.sleep(0)
+            burn_inside(0.1)
+            yield i
+
+    assert inspect.isasyncgenfunction(produce)
+
+    async def consume():
+        items = []
+        async for i in produce(3):
+            burn_outside(0.1)
+            items.append(i)
+        return items
+
+    assert asyncio.run(consume()) == [0, 1, 2]
+    assert not spprof.is_active()
+    prof = produce.last_profile
+    inside = _weight_under(prof, "burn_inside") * prof.interval_ms
+    outside = _weight_under(prof, "burn_outside") * prof.interval_ms
+    assert 200 <= inside <= 400, (inside, outside)
+    assert outside <= 10, (inside, outside)
+
+
 def test_save_failure_keeps_profile(tmp_path):
     with spprof.Profiler(interval_ms=5) as p:
         burn(0.1)

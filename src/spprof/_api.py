@@ -498,11 +498,81 @@ def profile(
     ``@profile`` or ``@profile(interval_ms=5, output_path="out.html")``. The
     last call's profile is on ``wrapper.last_profile``. If another session
     is already running, the call simply runs inside it.
+
+    A generator (or async generator) function is profiled over its whole
+    iteration: the session starts when the first item is asked for, is
+    paused while the consumer has an item (the consumer's own work is not
+    in the profile), and ends when the generator is exhausted or closed.
     """
     interval = _check_interval(interval_ms)
     path = _check_output_path(output_path)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                gen = fn(*args, **kwargs)
+                if is_active():
+                    return (yield from gen)
+                prof = Profiler(interval, path)
+                prof.start()
+                try:
+                    return (yield from _paused_while_suspended(gen, prof))
+                finally:
+                    if prof._running:
+                        prof.stop()
+                    gen_wrapper.last_profile = prof.profile  # type: ignore[attr-defined]
+
+            gen_wrapper.last_profile = None  # type: ignore[attr-defined]
+            return gen_wrapper
+
+        if inspect.isasyncgenfunction(fn):
+
+            @functools.wraps(fn)
+            async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                agen = fn(*args, **kwargs)
+                prof = None if is_active() else Profiler(interval, path)
+                if prof is not None:
+                    prof.start()
+                try:
+                    # async generators have no "yield from": delegate by hand
+                    try:
+                        item = await agen.__anext__()
+                    except StopAsyncIteration:
+                        return
+                    while True:
+                        paused = prof is not None and prof.pause()
+                        try:
+                            sent = yield item
+                        except GeneratorExit:
+                            if paused:
+                                prof.resume()
+                            await agen.aclose()
+                            raise
+                        except BaseException as exc:
+                            if paused:
+                                prof.resume()
+                            try:
+                                item = await agen.athrow(exc)
+                            except StopAsyncIteration:
+                                return
+                        else:
+                            if paused:
+                                prof.resume()
+                            try:
+                                item = await agen.asend(sent)
+                            except StopAsyncIteration:
+                                return
+                finally:
+                    if prof is not None:
+                        if prof._running:
+                            prof.stop()
+                        agen_wrapper.last_profile = prof.profile  # type: ignore[attr-defined]
+
+            agen_wrapper.last_profile = None  # type: ignore[attr-defined]
+            return agen_wrapper
+
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -537,6 +607,38 @@ def profile(
             raise ValueError(f"profile() decorates a function, got {func!r}")
         return decorate(func)
     return decorate
+
+
+def _paused_while_suspended(gen: Any, prof: Profiler) -> Any:
+    """``yield from gen`` with ``prof`` paused whenever ``gen`` is suspended
+    at a yield (so only the generator's own running time is sampled)."""
+    try:
+        item = next(gen)
+    except StopIteration as done:
+        return done.value
+    while True:
+        paused = prof.pause()
+        try:
+            sent = yield item
+        except GeneratorExit:
+            if paused:
+                prof.resume()
+            gen.close()
+            raise
+        except BaseException as exc:
+            if paused:
+                prof.resume()
+            try:
+                item = gen.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            if paused:
+                prof.resume()
+            try:
+                item = gen.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 # -- explicit thread control --------------------------------------------------------
