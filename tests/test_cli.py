@@ -261,6 +261,128 @@ def test_sigint_exits_130_and_keeps_the_profile(tmp_path: Path) -> None:
     assert SUMMARY.match(err.strip().splitlines()[-1])
 
 
+# A target that burns CPU in hot_loop, says it is ready (the file named by
+# its first argument) once it has, and then loops until a signal ends it.
+LOOPING_SCRIPT = """\
+import sys, time
+def hot_loop():
+    end = time.thread_time() + 0.3
+    while time.thread_time() < end:
+        pass
+    open(sys.argv[1], "w").close()
+    while True:
+        pass
+{setup}
+hot_loop()
+"""
+
+
+def start_and_wait_ready(tmp_path: Path, script: str, *, preexec_fn=None) -> subprocess.Popen:
+    write(tmp_path / "loop.py", script)
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spprof", "run", "-o", "out.collapsed", "loop.py", str(ready)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec_fn,
+    )
+    deadline = time.monotonic() + TIMEOUT
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"target never became ready (exit {proc.returncode}):\n{err}")
+        time.sleep(0.02)
+    return proc
+
+
+def finish(proc: subprocess.Popen, sig: int) -> str:
+    try:
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return err
+
+
+@pytest.mark.parametrize(("sig", "expected"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_exit_128_plus_signal_and_keep_the_profile(
+    tmp_path: Path, sig: int, expected: int
+) -> None:
+    proc = start_and_wait_ready(tmp_path, LOOPING_SCRIPT.format(setup=""))
+    err = finish(proc, sig)
+    assert proc.returncode == expected, err
+    assert "Traceback" not in err
+    text = (tmp_path / "out.collapsed").read_text()
+    assert collapsed_share(text, "hot_loop") > 0.5
+    assert SUMMARY.match(err.strip().splitlines()[-1]), err
+
+
+def test_sighup_ignored_at_start_stays_ignored(tmp_path: Path) -> None:
+    # as under nohup: SIGHUP does nothing, SIGTERM still ends the run
+    proc = start_and_wait_ready(
+        tmp_path,
+        LOOPING_SCRIPT.format(setup=""),
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    proc.send_signal(signal.SIGHUP)
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=1.0)
+    err = finish(proc, signal.SIGTERM)
+    assert proc.returncode == 143, err
+    assert collapsed_share((tmp_path / "out.collapsed").read_text(), "hot_loop") > 0.5
+
+
+def test_sigterm_handler_of_the_target_gets_the_signal(tmp_path: Path) -> None:
+    setup = (
+        "import signal\n"
+        "def on_term(signum, frame):\n"
+        "    open('handled', 'w').write(str(signum))\n"
+        "    sys.exit(7)\n"
+        "signal.signal(signal.SIGTERM, on_term)\n"
+    )
+    proc = start_and_wait_ready(tmp_path, LOOPING_SCRIPT.format(setup=setup))
+    err = finish(proc, signal.SIGTERM)
+    assert (tmp_path / "handled").read_text() == str(int(signal.SIGTERM))
+    assert proc.returncode == 7, err
+    assert collapsed_share((tmp_path / "out.collapsed").read_text(), "hot_loop") > 0.5
+
+
+@pytest.mark.parametrize(("child_end", "child_status"), [("", 0), ("    sys.exit(3)\n", 3)])
+def test_forked_child_ends_as_without_spprof(
+    tmp_path: Path, child_end: str, child_status: int
+) -> None:
+    write(
+        tmp_path / "forks.py",
+        "import os, sys, time\n"
+        "def hot_loop():\n"
+        "    end = time.thread_time() + 0.3\n"
+        "    while time.thread_time() < end:\n"
+        "        pass\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    print('child done', flush=True)\n"
+        f"{child_end}"
+        "else:\n"
+        "    _, status = os.waitpid(pid, 0)\n"
+        "    open('child-status', 'w').write(str(os.waitstatus_to_exitcode(status)))\n"
+        "    hot_loop()\n",
+    )
+    proc = spprof("run", "-o", "out.collapsed", "forks.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "child-status").read_text() == str(child_status), proc.stderr
+    assert "child done" in proc.stdout
+    assert "Traceback" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
+    # only the parent wrote a profile and a summary
+    summaries = [line for line in stderr_lines(proc) if line.startswith("spprof: ")]
+    assert len(summaries) == 1 and SUMMARY.match(summaries[0]), proc.stderr
+    assert collapsed_share((tmp_path / "out.collapsed").read_text(), "hot_loop") > 0.5
+
+
 # -- options --------------------------------------------------------------------------
 
 

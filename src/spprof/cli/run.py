@@ -35,12 +35,15 @@ USAGE = (
 
 DESCRIPTION = (
     "Run a Python script or module under the profiler and write the profile when it "
-    "ends (also on an exception, sys.exit or Ctrl-C). Everything after the script or "
-    "module name is passed to it untouched."
+    "ends (also on an exception, sys.exit, Ctrl-C, SIGTERM or SIGHUP). Everything after "
+    "the script or module name is passed to it untouched."
 )
 
 EXIT_INTERRUPTED = 130  # what a shell reports for a SIGINT death
 EXIT_USAGE = 2
+# Signals that end the target as Ctrl-C does (the profile is written), with
+# spprof then exiting 128 + the signal number, as a shell reports the death.
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def configure(subparsers: argparse._SubParsersAction) -> None:
@@ -75,18 +78,33 @@ def run(config: RunConfig) -> int:
         path0 = _script_path0(config.script)
         argv0 = config.script
 
-    with _target_environment([argv0, *config.target_args], path0):
-        runner = _module_runner(config.module) if config.module else _script_runner(config.script)
-        spprof.start(config.interval_ms, memory_limit_mb=config.memory_limit_mb)
-        code = EXIT_INTERRUPTED
-        try:
-            code = _run_target(runner)
-        finally:
-            with _sigint_deferred():
-                profile = spprof.stop()
-    profile = _without_runner_frames(profile)
-    with _sigint_deferred():
-        return _write(profile, config, code)
+    pid = os.getpid()
+    try:
+        with _target_environment([argv0, *config.target_args], path0):
+            runner = _module_runner(config.module) if config.module else _script_runner(config.script)
+            spprof.start(config.interval_ms, memory_limit_mb=config.memory_limit_mb)
+            code = EXIT_INTERRUPTED
+            try:
+                code = _run_target(runner)
+            finally:
+                if os.getpid() == pid:
+                    with _exit_signals_deferred():
+                        profile = spprof.stop()
+        if os.getpid() != pid:
+            # A child the target forked (os.fork) returned from the target's
+            # code: the session and the profile are the parent's; the child
+            # ends with the target's status, as it would under python.
+            return code
+        profile = _without_runner_frames(profile)
+        with _exit_signals_deferred():
+            code = _write(profile, config, code)
+        if _pending_signal is not None:
+            # SIGTERM/SIGHUP while spprof was stopping or writing: the
+            # profile is written, now end as the signal asked.
+            return 128 + _pending_signal
+        return code
+    finally:
+        _release_exit_signals()
 
 
 # -- running the target ----------------------------------------------------------------
@@ -159,11 +177,14 @@ def _target_environment(argv: list[str], path0: str) -> Iterator[None]:
 def _run_target(runner: Callable[[], object]) -> int:
     """Exit code of the target, decided the way the interpreter decides it."""
     try:
-        runner()
+        with _target_running_now():
+            runner()
     except SystemExit as exc:
         return _exit_code(exc.code)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except _ExitSignal as exc:
+        return 128 + exc.signum
     except BaseException as exc:  # anything else is an uncaught exception to python too
         tb = _target_traceback(exc.__traceback__)
         sys.excepthook(type(exc), exc.with_traceback(tb), tb)
@@ -192,17 +213,105 @@ def _target_traceback(tb: TracebackType | None) -> TracebackType | None:
     return tb if tb is not None else first
 
 
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Keep a second Ctrl-C from abandoning the profile half-written."""
+class _ExitSignal(BaseException):
+    """SIGTERM or SIGHUP, raised in the target's main thread the way Python
+    raises KeyboardInterrupt for SIGINT: ``finally`` blocks and context
+    managers run, ``except Exception`` does not catch it, and the profile is
+    written."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
+
+
+def _on_exit_signal(signum: int, frame: object) -> None:
+    # While the target's code runs, end it; afterwards (spprof is stopping
+    # or writing) remember the signal and exit with it once written.
+    global _pending_signal
+    if _target_running:
+        raise _ExitSignal(signum)
+    if _pending_signal is None:
+        _pending_signal = signum
+
+
+_target_running = False
+_pending_signal: int | None = None
+_taken: list[int] = []
+_fork_hook_registered = False
+
+
+def _restore_default_in_forked_child() -> None:
+    # A child the target forks dies of these signals, as it would under python.
+    _release_exit_signals()
+
+
+def _take_exit_signals() -> None:
+    """From the start of the target's code to the end of ``run()``, SIGTERM
+    and SIGHUP at their default disposition go to ``_on_exit_signal``.
+
+    A signal spprof was started with ignored (``nohup``) stays ignored, and
+    a handler the target installs replaces spprof's exactly as it would
+    replace the default, and is left in place."""
+    global _fork_hook_registered, _pending_signal
+    _pending_signal = None
     if threading.current_thread() is not threading.main_thread():
-        yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in EXIT_SIGNALS:
+        try:
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                signal.signal(sig, _on_exit_signal)
+                _taken.append(sig)
+        except (OSError, ValueError):
+            pass
+    if _taken and not _fork_hook_registered:
+        os.register_at_fork(after_in_child=_restore_default_in_forked_child)
+        _fork_hook_registered = True
+
+
+def _release_exit_signals() -> None:
+    while _taken:
+        sig = _taken.pop()
+        try:
+            if signal.getsignal(sig) is _on_exit_signal:
+                signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+
+
+@contextlib.contextmanager
+def _target_running_now() -> Iterator[None]:
+    global _target_running
+    _take_exit_signals()
+    _target_running = True
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _target_running = False
+
+
+@contextlib.contextmanager
+def _exit_signals_deferred() -> Iterator[None]:
+    """Keep a second Ctrl-C, or a SIGTERM or SIGHUP that reaches a handler
+    the target left behind, from abandoning the profile half-written.
+    (spprof's own handler only records the signal at this point.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for sig in (signal.SIGINT, *EXIT_SIGNALS):
+        try:
+            handler = signal.getsignal(sig)
+            # None: a handler not installed from Python, which Python
+            # could not put back; leave it alone.
+            if handler is not None and handler is not _on_exit_signal:
+                previous[sig] = signal.signal(sig, signal.SIG_IGN)
+        except (OSError, ValueError):
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # -- the profile ---------------------------------------------------------------------
