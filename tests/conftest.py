@@ -64,8 +64,21 @@ def run_scenario(code: str, *, timeout: float = 120, env: dict | None = None) ->
 
 
 def spprof_timers() -> list[dict]:
-    """POSIX timers of THIS process that deliver SIGPROF (/proc/self/timers)."""
-    return parse_proc_timers(Path("/proc/self/timers").read_text())
+    """Sampling timers of THIS process: POSIX timers that deliver SIGPROF
+    (/proc/self/timers) and perf_event descriptors (/proc/self/fd)."""
+    return parse_proc_timers(Path("/proc/self/timers").read_text()) + perf_event_fds()
+
+
+def perf_event_fds() -> list[dict]:
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target == "anon_inode:[perf_event]":
+            out.append({"id": f"perf-fd-{fd}", "signal": "27/perf"})
+    return out
 
 
 def parse_proc_timers(text: str) -> list[dict]:
@@ -92,7 +105,15 @@ def sigprof_timers():
             cur = {"id": value}; timers.append(cur)
         elif cur is not None:
             cur[key] = value
-    return [t for t in timers if t.get("signal", "").split("/")[0] == "27"]
+    out = [t for t in timers if t.get("signal", "").split("/")[0] == "27"]
+    import os as _os
+    for fd in _os.listdir("/proc/self/fd"):
+        try:
+            if _os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[perf_event]":
+                out.append({"id": "perf-fd-" + fd, "signal": "27/perf"})
+        except OSError:
+            pass
+    return out
 """
 
 

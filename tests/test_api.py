@@ -355,7 +355,9 @@ def test_stats_shape():
         st = spprof.stats()
     finally:
         spprof.stop()
-    assert st.active and st.backend == "timer_create"
+    # perf_event where this machine allows it (it does here), else POSIX timers
+    assert st.active and st.backend in ("perf_event", "timer_create")
+    assert (st.backend == "perf_event") == (st.raw["perf_timers_created"] > 0)
     assert st.collected_samples >= 20
     assert st.registered_threads >= 1
     assert st.timer_create_failures == 0

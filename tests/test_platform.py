@@ -39,7 +39,7 @@ def worker():
     burn(1.2)
     cpu["t"] = time.thread_time() - t0
     cpu["tid"] = threading.get_native_id()
-spprof.start(interval_ms=1)
+spprof.start(interval_ms=1, backend="timer_create")
 t = threading.Thread(target=worker); t.start(); t.join()
 prof = spprof.stop()
 w = sum(s.weight for s in prof.samples if s.thread_id == cpu["tid"])
@@ -283,7 +283,7 @@ emit(out)
 
 
 def test_timer_create_refused_rlimit_sigpending():
-    """With RLIMIT_SIGPENDING lowered, threads beyond the limit get no timer:
+    """(POSIX timer backend) With RLIMIT_SIGPENDING lowered, threads beyond the limit get no timer:
     a warning names the limit, failures are counted, the rest are sampled.
     With no timer possible at all, start() raises ProfilerError and the
     program goes on."""
@@ -296,7 +296,7 @@ soft, hard = resource.getrlimit(resource.RLIMIT_SIGPENDING)
 out = {}
 resource.setrlimit(resource.RLIMIT_SIGPENDING, (0, hard))
 try:
-    spprof.start()
+    spprof.start(backend="timer_create")
     out["started_with_zero"] = True
     spprof.stop()
 except spprof.ProfilerError as e:
@@ -317,7 +317,7 @@ with warnings.catch_warnings(record=True) as caught:
     for t in ts: t.start()
     while len(tids) < 40: time.sleep(0.01)
     try:
-        spprof.start(interval_ms=5)
+        spprof.start(interval_ms=5, backend="timer_create")
     finally:
         go.set()   # never leave the workers waiting, whatever happened
     burn(0.2)

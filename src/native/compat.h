@@ -164,6 +164,9 @@ inline bool frame_is_python(const InterpreterFrame* f) {
 // pthread_getspecific() lookup, no locks, no allocation.
 inline PyThreadState* own_thread_state() { return PyGILState_GetThisThreadState(); }
 
+// The interpreter a thread state belongs to. ASYNC-SIGNAL-SAFE (a field).
+inline void* thread_state_interp(PyThreadState* tstate) { return tstate->interp; }
+
 // Kernel thread id of a thread state (0 while not yet bound to a thread).
 inline unsigned long thread_state_native_id(PyThreadState* tstate) {
     return tstate->native_thread_id;

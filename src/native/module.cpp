@@ -5,9 +5,13 @@
 #include <Python.h>
 
 #include <pthread.h>
+#include <signal.h>
+
+#include <string>
 
 #include "code_registry.h"
 #include "compat.h"
+#include "sampler.h"
 #include "session.h"
 
 namespace {
@@ -16,13 +20,14 @@ using spprof::Session;
 
 PyObject* native_start(PyObject*, PyObject* args, PyObject* kwargs) {
     static const char* kwlist[] = {"interval_ns", "memory_limit_bytes", "take_over_sigprof",
-                                   "warning_category", nullptr};
+                                   "warning_category", "backend", nullptr};
+    const char* backend = "auto";
     long long interval_ns = 0;
     unsigned long long memory_limit = 0;
     int take_over = 0;
     PyObject* category = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LK|pO", const_cast<char**>(kwlist), &interval_ns,
-                                     &memory_limit, &take_over, &category)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LK|pOs", const_cast<char**>(kwlist), &interval_ns,
+                                     &memory_limit, &take_over, &category, &backend)) {
         return nullptr;
     }
     if (category != Py_None &&
@@ -40,6 +45,18 @@ PyObject* native_start(PyObject*, PyObject* args, PyObject* kwargs) {
     opts.memory_limit_bytes = static_cast<size_t>(memory_limit);
     opts.take_over_sigprof = take_over != 0;
     opts.warning_category = category == Py_None ? nullptr : category;
+    std::string b = backend;
+    if (b == "auto") {
+        opts.backend = spprof::StartOptions::Backend::automatic;
+    } else if (b == "perf_event") {
+        opts.backend = spprof::StartOptions::Backend::perf_event;
+    } else if (b == "timer_create") {
+        opts.backend = spprof::StartOptions::Backend::timer_create;
+    } else {
+        PyErr_Format(PyExc_ValueError, "backend must be 'auto', 'perf_event' or 'timer_create', got %R",
+                     PyTuple_GET_SIZE(args) > 4 ? PyTuple_GET_ITEM(args, 4) : Py_None);
+        return nullptr;
+    }
     if (!Session::instance().start(opts)) return nullptr;
     Py_RETURN_NONE;
 }
@@ -77,6 +94,90 @@ PyObject* native_is_thread_registered(PyObject*, PyObject*) {
 PyObject* native_after_fork_in_child(PyObject*, PyObject*) {
     Session::after_fork_in_child();
     Py_RETURN_NONE;
+}
+
+// The first thing a thread started while profiling runs (see
+// spprof/_threads.py): give the thread its timer, then run its target.
+// A C function, so it adds no frame to the thread's Python stacks.
+PyObject* native_thread_bootstrap(PyObject*, PyObject* args) {
+    PyObject* function = nullptr;
+    PyObject* call_args = nullptr;
+    PyObject* kwargs = nullptr;
+    if (!PyArg_ParseTuple(args, "OO!|O!:thread_bootstrap", &function, &PyTuple_Type, &call_args,
+                          &PyDict_Type, &kwargs)) {
+        return nullptr;
+    }
+    Session::instance().register_current_thread();
+    PyObject* result = PyObject_Call(function, call_args, kwargs);
+    Session::instance().current_thread_exiting();  // no exception-clearing, no Python code
+    return result;
+}
+
+// SIGPROF stays the program's while we sample with it (spprof/_signals.py).
+// `original` is Python's own _signal.signal: called with (signalnum,
+// handler) it checks its arguments, runs pending Python handlers, installs
+// the disposition and records the handler. Right after it, with no Python
+// code in between, our handler goes back in its place and what the program
+// installed becomes what foreign SIGPROFs get (reclaim_signal_handler).
+// SIGPROF is blocked in this thread meanwhile, so this thread's own timer
+// cannot meet the program's disposition. Returns (what `original` returned,
+// whether our handler was put back).
+PyObject* native_sigprof_program_signal(PyObject*, PyObject* args) {
+    PyObject* original = nullptr;
+    PyObject* signalnum = nullptr;
+    PyObject* handler = nullptr;
+    int believe_default = 0;
+    if (!PyArg_ParseTuple(args, "OOOp:sigprof_program_signal", &original, &signalnum, &handler,
+                          &believe_default)) {
+        return nullptr;
+    }
+    sigset_t only, saved;
+    sigemptyset(&only);
+    sigaddset(&only, SIGPROF);
+    pthread_sigmask(SIG_BLOCK, &only, &saved);
+    PyObject* previous = PyObject_CallFunctionObjArgs(original, signalnum, handler, nullptr);
+    // An error means nothing was installed (Python checks before it acts).
+    bool reclaimed = previous != nullptr && spprof::reclaim_signal_handler(believe_default != 0);
+    pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+    if (previous == nullptr) return nullptr;
+    return Py_BuildValue("(NO)", previous, reclaimed ? Py_True : Py_False);
+}
+
+// Whether the last stop() (or fork child) found our handler still
+// installed and put the program's disposition back.
+PyObject* native_sigprof_restored(PyObject*, PyObject*) {
+    return PyBool_FromLong(spprof::restored_program_disposition());
+}
+
+PyObject* native_sigprof_disposition(PyObject*, PyObject*) {
+    return PyUnicode_FromString(spprof::sigprof_disposition_name());
+}
+
+// In a fork child: the program's disposition back in place of our handler
+// (idempotent; the session's own after-fork handling does it too).
+PyObject* native_sigprof_release_after_fork(PyObject*, PyObject*) {
+    spprof::restore_signal_handler_after_fork();
+    return PyBool_FromLong(spprof::restored_program_disposition());
+}
+
+int run_pending_call(void* arg) {
+    PyObject* function = static_cast<PyObject*>(arg);
+    PyObject* result = PyObject_CallNoArgs(function);
+    Py_DECREF(function);
+    if (result == nullptr) return -1;  // raised in the main thread, like a signal handler's error
+    Py_DECREF(result);
+    return 0;
+}
+
+// Call `function()` soon in the main thread (a pending call). False if the
+// queue of pending calls is full.
+PyObject* native_call_in_main_thread(PyObject*, PyObject* function) {
+    Py_INCREF(function);
+    if (Py_AddPendingCall(run_pending_call, function) != 0) {
+        Py_DECREF(function);
+        Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
 }
 
 PyObject* native_gettid(PyObject*, PyObject*) { return PyLong_FromLong(spprof::current_tid()); }
@@ -123,6 +224,15 @@ PyMethodDef kMethods[] = {
     {"unregister_thread", native_unregister_thread, METH_NOARGS, nullptr},
     {"is_thread_registered", native_is_thread_registered, METH_NOARGS, nullptr},
     {"after_fork_in_child", native_after_fork_in_child, METH_NOARGS, nullptr},
+    {"thread_bootstrap", native_thread_bootstrap, METH_VARARGS,
+     "Register the calling (new) thread for sampling, then call function(*args, **kwargs)."},
+    {"sigprof_program_signal", native_sigprof_program_signal, METH_VARARGS,
+     "Install the program's SIGPROF disposition through Python's signal.signal, keeping ours."},
+    {"sigprof_restored", native_sigprof_restored, METH_NOARGS, nullptr},
+    {"sigprof_disposition", native_sigprof_disposition, METH_NOARGS,
+     "The kernel's SIGPROF disposition: spprof, default, ignore or handler."},
+    {"sigprof_release_after_fork", native_sigprof_release_after_fork, METH_NOARGS, nullptr},
+    {"call_in_main_thread", native_call_in_main_thread, METH_O, nullptr},
     {"gettid", native_gettid, METH_NOARGS, "Kernel thread id of the calling thread."},
     {"_line_ranges", native_line_ranges, METH_O, "Test entry point: decoded line table."},
     {nullptr, nullptr, 0, nullptr},

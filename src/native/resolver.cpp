@@ -36,12 +36,21 @@ size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& ou
     while (const SampleSlot* slot = buffer.peek()) {
         uint32_t stack = 0;
         if (slot->truncated) stack = out.child_stack(stack, special_frame("<truncated>", out));
-        // Frames were captured leaf first; stacks are built root first.
+        if (slot->flags & kSampleSubinterpreter) {
+            stack = out.child_stack(stack, special_frame("<subinterpreter>", out));
+        }
+        // Frames were captured leaf first; stacks are built root first. A
+        // sample taken during a garbage collection gets <gc> right under the
+        // frame that triggered it (frames above it are finalizers the
+        // collection ran).
+        const int gc_pos = slot->gc_pos;
         for (int i = static_cast<int>(slot->depth) - 1; i >= 0; --i) {
             const RawFrame& raw = slot->frames[i];
             const CodeInfo* info = codes.lookup(raw.code, slot->code_epoch);
             stack = out.child_stack(stack, frame_for(info, raw.instr, out));
+            if (i == gc_pos) stack = out.child_stack(stack, special_frame("<gc>", out));
         }
+        if (gc_pos >= 0 && slot->depth == 0) stack = out.child_stack(stack, special_frame("<gc>", out));
         out.add_sample(SampleRecord{slot->timestamp_ns, slot->tid, stack, slot->weight});
         if (per_thread != nullptr) ++(*per_thread)[slot->tid];
         buffer.pop();

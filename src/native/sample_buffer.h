@@ -23,6 +23,9 @@ struct RawFrame {
     int32_t reserved;
 };
 
+// SampleSlot::flags
+inline constexpr uint16_t kSampleSubinterpreter = 1;  // the thread ran another interpreter
+
 struct SampleSlot {
     std::atomic<uint64_t> seq;
     int64_t timestamp_ns;   // CLOCK_MONOTONIC at capture
@@ -31,6 +34,8 @@ struct SampleSlot {
     uint32_t weight;        // 1 + timer overruns
     uint16_t depth;         // frames[0..depth) are valid, leaf first
     uint16_t truncated;     // the stack was deeper than kMaxDepth
+    int16_t gc_pos;         // -1, or: taken in a garbage collection that frames[gc_pos] triggered
+    uint16_t flags;         // kSampleSubinterpreter...
     RawFrame frames[kMaxDepth];
 };
 

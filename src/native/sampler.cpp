@@ -4,7 +4,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <thread>
 
 #include "signal_handler.h"
 
@@ -23,33 +22,34 @@ int create_thread_timer(pid_t tid, uint32_t session, ThreadTimer* out) {
     sev.sigev_signo = SIGPROF;
     sev._sigev_un._tid = tid;
     sev.sigev_value.sival_ptr = encode_timer_value(session, tid);
-    // EAGAIN means the queued-signal budget (RLIMIT_SIGPENDING) is used up;
-    // timers of exiting threads are being deleted concurrently, so a short
-    // retry often succeeds.
-    for (int attempt = 0;; ++attempt) {
-        timer_t id{};
-        if (timer_create(thread_cpu_clock(tid), &sev, &id) == 0) {
-            out->id = id;
-            out->valid = true;
-            return 0;
-        }
-        int err = errno;
-        if (err != EAGAIN || attempt >= 3) return err;
-        std::this_thread::sleep_for(std::chrono::microseconds(200 << attempt));
-    }
+    timer_t id{};
+    if (timer_create(thread_cpu_clock(tid), &sev, &id) != 0) return errno;
+    out->id = id;
+    out->valid = true;
+    return 0;
 }
 
-int arm_thread_timer(const ThreadTimer& t, int64_t interval_ns) {
+int arm_thread_timer(const ThreadTimer& t, int64_t interval_ns, int64_t first_ns) {
+    if (t.is_perf()) return perf_timer_enable(t.perf, interval_ns > 0);
     if (!t.valid) return EINVAL;
     struct itimerspec spec;
     memset(&spec, 0, sizeof spec);
     spec.it_interval.tv_sec = interval_ns / 1000000000;
     spec.it_interval.tv_nsec = interval_ns % 1000000000;
-    spec.it_value = spec.it_interval;
+    if (interval_ns > 0 && first_ns > 0 && first_ns <= interval_ns) {
+        spec.it_value.tv_sec = first_ns / 1000000000;
+        spec.it_value.tv_nsec = first_ns % 1000000000;
+    } else {
+        spec.it_value = spec.it_interval;
+    }
     return timer_settime(t.id, 0, &spec, nullptr) == 0 ? 0 : errno;
 }
 
 int delete_thread_timer(ThreadTimer* t) {
+    if (t->is_perf()) {
+        perf_timer_close(&t->perf);
+        return 0;
+    }
     if (!t->valid) return 0;
     int overrun = timer_getoverrun(t->id);
     timer_delete(t->id);
@@ -58,6 +58,31 @@ int delete_thread_timer(ThreadTimer* t) {
     return overrun > 0 ? overrun : 0;
 }
 
+namespace {
+// Whether our handler is installed: from a successful install to the
+// restore. Read and written with the GIL held (or in a fork child).
+bool g_installed = false;
+// Whether the last restore found our handler still installed and put the
+// program's disposition back (false: someone had replaced ours; theirs was
+// left in place).
+bool g_restored_program = false;
+
+struct sigaction our_disposition() {
+    struct sigaction ours;
+    memset(&ours, 0, sizeof ours);
+    ours.sa_sigaction = sigprof_handler;
+    // SA_RESTART: interrupted slow syscalls resume. CPU timers only fire on
+    // a running thread, so blocked syscalls are rarely interrupted anyway.
+    ours.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&ours.sa_mask);
+    return ours;
+}
+
+bool is_ours(const struct sigaction& action) {
+    return (action.sa_flags & SA_SIGINFO) && action.sa_sigaction == sigprof_handler;
+}
+}  // namespace
+
 bool install_signal_handler(bool take_over, std::string* error) {
     HandlerState& st = handler_state();
     struct sigaction current;
@@ -65,10 +90,8 @@ bool install_signal_handler(bool take_over, std::string* error) {
         *error = std::string("cannot read the SIGPROF disposition: ") + strerror(errno);
         return false;
     }
-    bool has_handler = (current.sa_flags & SA_SIGINFO)
-                           ? current.sa_sigaction != nullptr
-                           : (current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN);
-    if (has_handler && current.sa_sigaction == sigprof_handler) {
+    bool has_handler = current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN;
+    if (is_ours(current)) {
         *error = "spprof's SIGPROF handler is already installed";
         return false;
     }
@@ -80,44 +103,94 @@ bool install_signal_handler(bool take_over, std::string* error) {
             "restore it on stop()";
         return false;
     }
-    struct sigaction ours;
-    memset(&ours, 0, sizeof ours);
-    ours.sa_sigaction = sigprof_handler;
-    // SA_RESTART: interrupted slow syscalls resume. CPU timers only fire on
-    // a running thread, so blocked syscalls are rarely interrupted anyway.
-    ours.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigemptyset(&ours.sa_mask);
-    st.previous = current;
-    st.chain_previous = has_handler;
+    // What the program has stays what it believes it has: foreign SIGPROFs
+    // get it while ours is installed (forward_foreign).
+    st.program.set(current);
+    struct sigaction ours = our_disposition();
     if (sigaction(SIGPROF, &ours, nullptr) != 0) {
         *error = std::string("cannot install the SIGPROF handler: ") + strerror(errno);
         return false;
     }
+    g_installed = true;
     return true;
 }
 
-void restore_signal_handler() {
+bool reclaim_signal_handler(bool believe_default) {
+    if (!g_installed) return false;
     HandlerState& st = handler_state();
-    // Setting SIG_IGN discards every pending SIGPROF on every thread
-    // (POSIX; Linux flushes the shared and all per-thread queues). Our timers
-    // are already deleted, so nothing of ours can be queued after this.
+    struct sigaction ours = our_disposition();
+    struct sigaction found;
+    // One call swaps: no moment without a disposition we know about.
+    if (sigaction(SIGPROF, &ours, &found) != 0) return false;
+    if (believe_default) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        st.program.set(dfl);
+    } else if (!is_ours(found)) {
+        st.program.set(found);
+    }
+    return true;
+}
+
+bool restore_signal_handler() {
+    HandlerState& st = handler_state();
+    // Our timers are already deleted. Swapping in SIG_IGN takes whatever is
+    // installed now in the same step, and discards every pending SIGPROF on
+    // every thread (POSIX; Linux flushes the shared and all per-thread
+    // queues), so nothing of ours can be delivered after this, whatever
+    // goes back.
     struct sigaction ignore;
     memset(&ignore, 0, sizeof ignore);
     ignore.sa_handler = SIG_IGN;
     sigemptyset(&ignore.sa_mask);
-    sigaction(SIGPROF, &ignore, nullptr);
+    struct sigaction installed;
+    if (sigaction(SIGPROF, &ignore, &installed) != 0) installed = our_disposition();
     // A handler that was already entered may still be running on another
     // thread; its code stays loaded, but wait so that no handler of ours
     // runs once we return.
     wait_for_handlers_to_finish();
-    sigaction(SIGPROF, &st.previous, nullptr);
-    st.chain_previous = false;
+    // Ours still there: the program's disposition goes back. Someone
+    // replaced ours during the session (at the C level: sigaction, another
+    // profiler, faulthandler): theirs stays.
+    g_restored_program = is_ours(installed);
+    struct sigaction back;
+    if (g_restored_program) {
+        st.program.get(&back);
+    } else {
+        back = installed;
+    }
+    sigaction(SIGPROF, &back, nullptr);
+    g_installed = false;
+    return g_restored_program;
 }
 
 void restore_signal_handler_after_fork() {
+    // Idempotent: spprof/_signals.py may call it before the session's own
+    // after-fork handling does. The child has no timers and no pending
+    // signals (fork clears them), so nothing needs flushing.
+    if (!g_installed) return;
     HandlerState& st = handler_state();
-    sigaction(SIGPROF, &st.previous, nullptr);
-    st.chain_previous = false;
+    struct sigaction installed;
+    g_restored_program = sigaction(SIGPROF, nullptr, &installed) == 0 && is_ours(installed);
+    if (g_restored_program) {
+        struct sigaction back;
+        st.program.get(&back);
+        sigaction(SIGPROF, &back, nullptr);
+    }
+    g_installed = false;
+}
+
+bool restored_program_disposition() { return g_restored_program; }
+
+const char* sigprof_disposition_name() {
+    struct sigaction current;
+    if (sigaction(SIGPROF, nullptr, &current) != 0) return "unknown";
+    if (is_ours(current)) return "spprof";
+    if (current.sa_handler == SIG_DFL) return "default";
+    if (current.sa_handler == SIG_IGN) return "ignore";
+    return "handler";
 }
 
 }  // namespace spprof

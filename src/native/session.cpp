@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "compat.h"
+#include "perf_timer.h"
 #include "sampler.h"
 #include "signal_handler.h"
 
@@ -73,6 +74,72 @@ Session& Session::instance() {
 }
 
 void Session::code_death_trampoline(PyCodeObject* code) { instance().on_code_death(code); }
+
+namespace {
+// gc.callbacks entry: tells the signal handler which thread is collecting
+// and from which frame, so its samples get a <gc> frame there. Runs on the
+// collecting thread with the GIL; creates no objects.
+PyObject* gc_phase(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    HandlerState& st = handler_state();
+    if (nargs >= 1 && PyUnicode_Check(args[0])) {
+        if (PyUnicode_CompareWithASCIIString(args[0], "start") == 0) {
+            static thread_local pid_t tid = 0;
+            if (tid == 0) tid = current_tid();
+            PyThreadState* ts = PyThreadState_Get();
+            st.gc_frame.store(compat::current_frame(ts), std::memory_order_release);
+            st.gc_tid.store(tid, std::memory_order_release);
+        } else {
+            st.gc_tid.store(0, std::memory_order_release);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+PyMethodDef g_gc_phase_def = {"_spprof_gc_phase", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(gc_phase)),
+                              METH_FASTCALL, "spprof: marks garbage collections for the sampler."};
+
+PyObject* gc_callbacks_list() {
+    // New reference to gc.callbacks, or nullptr (no exception) when absent.
+    PyObject* gc = PyImport_ImportModule("gc");
+    PyObject* list = gc ? PyObject_GetAttrString(gc, "callbacks") : nullptr;
+    Py_XDECREF(gc);
+    if (list == nullptr || !PyList_Check(list)) {
+        PyErr_Clear();
+        Py_XDECREF(list);
+        return nullptr;
+    }
+    return list;
+}
+}  // namespace
+
+bool Session::install_gc_callback() {
+    if (gc_callback_ == nullptr) {
+        gc_callback_ = PyCFunction_New(&g_gc_phase_def, nullptr);
+        if (gc_callback_ == nullptr) return false;
+    }
+    PyObject* list = gc_callbacks_list();
+    if (list == nullptr) return true;  // no gc.callbacks: GC simply is not marked
+    int rc = PyList_Append(list, gc_callback_);
+    Py_DECREF(list);
+    if (rc < 0) return false;
+    gc_callback_installed_ = true;
+    return true;
+}
+
+void Session::remove_gc_callback() {
+    handler_state().gc_tid.store(0);
+    if (!gc_callback_installed_) return;
+    gc_callback_installed_ = false;
+    PyObject* list = gc_callbacks_list();
+    if (list == nullptr) return;
+    for (Py_ssize_t i = PyList_GET_SIZE(list) - 1; i >= 0; --i) {
+        if (PyList_GET_ITEM(list, i) == gc_callback_) {
+            if (PyList_SetSlice(list, i, i + 1, nullptr) < 0) PyErr_Clear();
+            break;
+        }
+    }
+    Py_DECREF(list);
+}
 
 void Session::on_code_death(PyCodeObject* code) {
     HandlerState& st = handler_state();
@@ -139,22 +206,50 @@ bool Session::start(const StartOptions& options) {
     st.wake_pending.store(false);
     st.paused.store(false);
     uint32_t session = ++session_counter_;
+    if ((session & 0xffffu) == 0) session = ++session_counter_;  // 0 means "not ours" in signals
     st.session.store(session);
 
+    ThreadRegistry::Backend backend = ThreadRegistry::Backend::timer_create;
+    if (options.backend != StartOptions::Backend::timer_create) {
+        std::string why;
+        if (perf_events_available(&why)) {
+            backend = ThreadRegistry::Backend::perf_event;
+        } else if (options.backend == StartOptions::Backend::perf_event) {
+            release_everything();
+            set_profiler_error("backend='perf_event' is not available here: " + why +
+                               ". Use backend='timer_create' (or 'auto', which falls back to it)");
+            return false;
+        }
+    }
+    st.main_interp = PyThreadState_GetInterpreter(PyThreadState_Get());
+    st.gc_tid.store(0);
+    st.gc_frame.store(nullptr);
+
     if (!compat::install_code_death_hook(code_death_trampoline)) {
+        // Only a full set of code watchers fails here.
+        std::string detail = "no code watcher is free";
+        if (PyErr_Occurred()) PyErr_Clear();  // ours: replaced by a precise error below
+        release_everything();
+        set_profiler_error("cannot watch code objects for the session (" + detail +
+                           "; CPython allows 8 per interpreter and other tools use them too)");
+        return false;
+    }
+    if (!install_gc_callback()) {
+        compat::remove_code_death_hook();
         release_everything();
         return false;
     }
     std::string error;
     if (!install_signal_handler(options.take_over_sigprof, &error)) {
         compat::remove_code_death_hook();
+        remove_gc_callback();
         release_everything();
         set_profiler_error(error);
         return false;
     }
     start_mono_ns_ = monotonic_now_ns();
     start_process_cpu_ns_ = process_cpu_now_ns();
-    registry_.begin(session, options.interval_ns, 0);
+    registry_.begin(session, options.interval_ns, 0, backend);
     st.active.store(true, std::memory_order_seq_cst);
     active_ = true;
 
@@ -533,6 +628,7 @@ PyObject* Session::stop() {
     wait_for_handlers_to_finish();
     resolved_samples_ += resolver_.drain(buffer_, codes_, aggregator_);
     compat::remove_code_death_hook();
+    remove_gc_callback();
 
     PyObject* result = build_result();
     if (result != nullptr) {
@@ -596,7 +692,7 @@ PyObject* Session::stats() {
     }
     int64_t now = monotonic_now_ns();
     int64_t paused_ns = paused_total_ns_ + (paused() ? now - paused_at_ns_ : 0);
-    return Py_BuildValue(
+    PyObject* result = Py_BuildValue(
         "{s:O,s:O,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:K,s:K,"
         "s:L,s:L,s:L,s:L,s:L,s:n,s:n,s:n,s:K,s:K,s:K}",
         "active", active_ ? Py_True : Py_False, "paused", paused() ? Py_True : Py_False,
@@ -628,6 +724,19 @@ PyObject* Session::stats() {
         static_cast<unsigned long long>(service_wakes_.load()), "service_gil_ticks",
         static_cast<unsigned long long>(service_gil_ticks_.load()), "recovered_walks",
         c.recovered_walks.load());
+    if (result == nullptr) return nullptr;
+    const char* backend = registry_.backend() == ThreadRegistry::Backend::perf_event ? "perf_event"
+                                                                                      : "timer_create";
+    bool ok = put(result, "backend", PyUnicode_FromString(backend)) &&
+              put(result, "perf_timers_created", PyLong_FromUnsignedLongLong(rc.perf_timers_created)) &&
+              put(result, "perf_fallbacks", PyLong_FromUnsignedLongLong(rc.perf_fallbacks)) &&
+              put(result, "perf_include_kernel", PyBool_FromLong(perf_events_include_kernel())) &&
+              put(result, "gc_samples", PyLong_FromUnsignedLongLong(c.gc_samples.load())) &&
+              put(result, "subinterpreter_samples",
+                  PyLong_FromUnsignedLongLong(c.subinterpreter_samples.load())) &&
+              put(result, "early_signals", PyLong_FromUnsignedLongLong(c.early_signals.load()));
+    if (!ok) Py_CLEAR(result);
+    return result;
 }
 
 PyObject* Session::build_result() {
@@ -708,6 +817,11 @@ int Session::unregister_current_thread() {
     return registry_.unregister_thread(current_tid()) ? 1 : 0;
 }
 
+void Session::current_thread_exiting() {
+    if (!active_) return;
+    registry_.thread_exiting(current_tid(), compat::thread_state_unique_id(PyThreadState_Get()));
+}
+
 int Session::current_thread_registered() {
     return active_ && registry_.is_registered(current_tid()) ? 1 : 0;
 }
@@ -722,6 +836,7 @@ void Session::after_fork_in_child() {
     s.registry_.forget_after_fork();
     s.service_running_ = false;  // that thread does not exist in the child
     compat::remove_code_death_hook();
+    s.remove_gc_callback();
     s.release_everything();
 }
 

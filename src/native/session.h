@@ -33,6 +33,8 @@ struct StartOptions {
     size_t memory_limit_bytes = 100u << 20;
     bool take_over_sigprof = false;
     PyObject* warning_category = nullptr;  // class for warn(); borrowed (kept alive by start)
+    enum class Backend { automatic, perf_event, timer_create };
+    Backend backend = Backend::automatic;
 };
 
 class Session {
@@ -53,6 +55,7 @@ public:
     int register_current_thread();    // 1 yes, 0 no
     int unregister_current_thread();  // 1 was registered, 0 was not
     int current_thread_registered();
+    void current_thread_exiting();
 
     // pthread_atfork child handler (registered once): the child inherits our
     // memory and signal handler but none of the timers or threads.
@@ -87,6 +90,8 @@ private:
     void on_code_death(PyCodeObject* code);
     static void code_death_trampoline(PyCodeObject* code);
     void release_everything();
+    bool install_gc_callback();  // GIL held; false with an exception set
+    void remove_gc_callback();
     PyObject* build_result();
 
     bool active_ = false;
@@ -135,6 +140,8 @@ private:
     int64_t names_updated_ns_ = 0;
 
     uint32_t session_counter_ = 0;
+    PyObject* gc_callback_ = nullptr;  // our entry in gc.callbacks (kept for the process)
+    bool gc_callback_installed_ = false;
     int64_t start_mono_ns_ = 0;
     int64_t start_process_cpu_ns_ = 0;
     int64_t paused_at_ns_ = 0;

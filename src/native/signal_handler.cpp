@@ -2,12 +2,17 @@
 #include "signal_handler.h"
 
 #include <errno.h>
+#include <linux/perf_event.h>
+#include <pthread.h>
 #include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "compat.h"
 #include "frame_walker.h"
+#include "perf_timer.h"
 #include "sample_buffer.h"
 
 namespace spprof {
@@ -22,42 +27,141 @@ inline int64_t monotonic_ns() {
     return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-// ASYNC-SIGNAL-SAFE: forwards a SIGPROF that is not ours to the handler the
-// program had installed before us (only when we were told to take over).
+// ASYNC-SIGNAL-SAFE: end the process the way the default action of `signo`
+// (SIGPROF: terminate) would, for a signal the program leaves at SIG_DFL:
+// SIG_DFL goes back in, the signal is unblocked in this thread (it is
+// blocked while its handler runs) and raised again. Other threads' signals
+// that arrive meanwhile end the process the same way. Only if the process
+// survives that (a debugger swallowed the signal) does our handler go back.
+void die_by_default_action(int signo) {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    struct sigaction ours {};
+    if (sigaction(signo, &dfl, &ours) != 0) return;
+    sigset_t only;
+    sigemptyset(&only);
+    sigaddset(&only, signo);
+    pthread_sigmask(SIG_UNBLOCK, &only, nullptr);
+    raise(signo);
+    pthread_sigmask(SIG_BLOCK, &only, nullptr);
+    sigaction(signo, &ours, nullptr);
+}
+
+// ASYNC-SIGNAL-SAFE.
+bool mask_is_empty(const sigset_t& mask) {
+    // Only the signals the kernel knows: glibc's sigset_t is larger, and a
+    // disposition read back with sigaction() has garbage past them.
+    for (int s = 1; s < NSIG; ++s) {
+        if (sigismember(&mask, s) == 1) return false;
+    }
+    return true;
+}
+
+// ASYNC-SIGNAL-SAFE: a SIGPROF that is not from our timers (ITIMER_PROF,
+// kill, another tool's timer) gets what the disposition the program believes
+// SIGPROF has would give it (see ProgramDisposition): dropped for SIG_IGN,
+// the process ends for SIG_DFL, else the program's handler runs, with its
+// own siginfo/ucontext and its mask.
 void forward_foreign(HandlerState& st, int signo, siginfo_t* info, void* uc) {
     st.counters.foreign_signals.fetch_add(1, std::memory_order_relaxed);
-    if (!st.chain_previous) return;
-    const struct sigaction& prev = st.previous;
-    if (prev.sa_flags & SA_SIGINFO) {
-        if (prev.sa_sigaction != nullptr) prev.sa_sigaction(signo, info, uc);
-    } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN &&
-               prev.sa_handler != nullptr) {
-        prev.sa_handler(signo);
+    struct sigaction program;
+    st.program.get(&program);
+    // sa_handler and sa_sigaction share storage: 0 and 1 are SIG_DFL and
+    // SIG_IGN whatever the flags say (that is how the kernel reads them).
+    if (program.sa_handler == SIG_IGN) return;
+    if (program.sa_handler == SIG_DFL) {
+        die_by_default_action(signo);
+        return;
     }
+    sigset_t saved;
+    const bool masked = !mask_is_empty(program.sa_mask);
+    if (masked) pthread_sigmask(SIG_BLOCK, &program.sa_mask, &saved);
+    // The program's handler is not ours: while it runs, this thread does
+    // not count as a handler in flight, so one that takes long or never
+    // comes back here (siglongjmp) holds up neither stop() nor
+    // ProgramDisposition::set(). `program` is our own copy.
+    st.inflight.fetch_sub(1, std::memory_order_seq_cst);
+    if (program.sa_flags & SA_SIGINFO) {
+        program.sa_sigaction(signo, info, uc);
+    } else {
+        program.sa_handler(signo);
+    }
+    st.inflight.fetch_add(1, std::memory_order_seq_cst);
+    if (masked) pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+}
+
+// ASYNC-SIGNAL-SAFE. The weight of a perf_event signal: the expirations
+// due by the event's count (the thread's CPU time) not yet charged. A
+// signal can be lost (a SIGPROF already pending absorbs it) or an
+// expiration skipped (in kernel mode without permission to sample it); the
+// count charges those to the next sample, so totals stay exact.
+uint32_t perf_weight(PerfSlot* slot, int fd) {
+    uint64_t count = 0;
+    if (read(fd, &count, sizeof count) != static_cast<ssize_t>(sizeof count)) return 1;
+    const int64_t interval = slot->interval_ns;
+    const int64_t reach = static_cast<int64_t>(count) + interval / 64;  // timer vs count jitter
+    uint64_t due = reach < slot->phase_ns ? 0 : static_cast<uint64_t>((reach - slot->phase_ns) / interval) + 1;
+    if (due <= slot->delivered) return 0;
+    uint64_t weight = due - slot->delivered;
+    slot->delivered = due;
+    return weight > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(weight);
 }
 
 // ASYNC-SIGNAL-SAFE.
 void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
-    if (info == nullptr || info->si_code != SI_TIMER) {
+    if (info == nullptr) {
         forward_foreign(st, signo, info, uc);
         return;
     }
-    auto value = reinterpret_cast<uint64_t>(info->si_value.sival_ptr);
-    if ((value >> 48) != kTimerMagic) {
+    const uint32_t session = st.session.load(std::memory_order_relaxed) & 0xffffu;
+    int32_t tid = 0;
+    uint32_t overrun = 0;
+    uint32_t weight = 1;
+    if (info->si_code == SI_TIMER) {
+        auto value = reinterpret_cast<uint64_t>(info->si_value.sival_ptr);
+        if ((value >> 48) != kTimerMagic) {
+            forward_foreign(st, signo, info, uc);
+            return;
+        }
+        if (((value >> 32) & 0xffffu) != session) {
+            // Queued by a timer of an earlier session before it was deleted.
+            st.counters.stale_signals.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        tid = static_cast<int32_t>(value & 0xffffffffu);
+        overrun = info->si_overrun > 0 ? static_cast<uint32_t>(info->si_overrun) : 0;
+        weight = 1 + overrun;
+    } else if (info->si_code == POLL_IN || info->si_code == POLL_HUP) {
+        PerfSlot* slot = perf_slot(info->si_fd);
+        uint32_t owner = slot ? slot->session.load(std::memory_order_acquire) : 0;
+        if (owner == 0 || owner != session ||
+            slot->tid != static_cast<int32_t>(syscall(SYS_gettid))) {
+            // An event of ours closed or recycled since it queued this.
+            st.counters.stale_signals.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        tid = slot->tid;
+        if (!slot->period_set) {
+            // The first period was the random phase; from now on, the interval.
+            uint64_t period = static_cast<uint64_t>(slot->interval_ns);
+            ioctl(info->si_fd, PERF_EVENT_IOC_PERIOD, &period);
+            slot->period_set = true;
+        }
+        weight = perf_weight(slot, info->si_fd);
+        if (weight == 0) {
+            st.counters.early_signals.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        overrun = weight - 1;
+    } else {
         forward_foreign(st, signo, info, uc);
-        return;
-    }
-    if (((value >> 32) & 0xffffu) != (st.session.load(std::memory_order_relaxed) & 0xffffu)) {
-        // Queued by a timer of an earlier session before it was deleted.
-        st.counters.stale_signals.fetch_add(1, std::memory_order_relaxed);
         return;
     }
     const int64_t start = monotonic_ns();
     HandlerCounters& c = st.counters;
     c.signals.fetch_add(1, std::memory_order_relaxed);
-    const uint32_t overrun = info->si_overrun > 0 ? static_cast<uint32_t>(info->si_overrun) : 0;
     c.overruns.fetch_add(overrun, std::memory_order_relaxed);
-    const uint32_t weight = 1 + overrun;
 
     if (st.paused.load(std::memory_order_relaxed)) {
         // A signal already queued when the timers were disarmed.
@@ -78,14 +182,32 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
         // Read before the walk: the resolver uses it to tell a code object
         // seen here from a later one allocated at the same address.
         slot->code_epoch = st.code_epoch.load(std::memory_order_acquire);
-        slot->tid = static_cast<int32_t>(value & 0xffffffffu);
+        slot->tid = tid;
         slot->weight = weight;
-        WalkResult walk = walk_own_stack(tstate, slot->frames, kMaxDepth);
-        slot->depth = walk.depth;
-        slot->truncated = walk.truncated ? 1 : 0;
-        if (walk.invalid) c.walk_errors.fetch_add(1, std::memory_order_relaxed);
-        if (walk.recovered) c.recovered_walks.fetch_add(1, std::memory_order_relaxed);
-        if (walk.truncated) c.truncated.fetch_add(1, std::memory_order_relaxed);
+        slot->flags = 0;
+        slot->gc_pos = -1;
+        if (compat::thread_state_interp(tstate) != st.main_interp) {
+            // Another interpreter's code objects die without telling us:
+            // never record their addresses. The sample says where it was.
+            slot->depth = 0;
+            slot->truncated = 0;
+            slot->flags = kSampleSubinterpreter;
+            c.subinterpreter_samples.fetch_add(1, std::memory_order_relaxed);
+        } else {
+            const void* gc_frame = nullptr;
+            bool in_gc = st.gc_tid.load(std::memory_order_acquire) == tid;
+            if (in_gc) gc_frame = st.gc_frame.load(std::memory_order_acquire);
+            WalkResult walk = walk_own_stack(tstate, slot->frames, kMaxDepth, gc_frame);
+            slot->depth = walk.depth;
+            slot->truncated = walk.truncated ? 1 : 0;
+            if (in_gc) {
+                slot->gc_pos = static_cast<int16_t>(walk.gc_pos >= 0 ? walk.gc_pos : 0);
+                c.gc_samples.fetch_add(1, std::memory_order_relaxed);
+            }
+            if (walk.invalid) c.walk_errors.fetch_add(1, std::memory_order_relaxed);
+            if (walk.recovered) c.recovered_walks.fetch_add(1, std::memory_order_relaxed);
+            if (walk.truncated) c.truncated.fetch_add(1, std::memory_order_relaxed);
+        }
         st.buffer->publish(slot);
         c.samples.fetch_add(1, std::memory_order_relaxed);
         if (st.wake_fd >= 0 && st.buffer->approx_size() >= st.wake_threshold &&
@@ -104,12 +226,28 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
 void HandlerCounters::reset() {
     for (auto* a : {&signals, &samples, &dropped, &dropped_weight, &overruns, &no_thread_state,
                     &walk_errors, &recovered_walks, &truncated, &paused_signals, &foreign_signals, &stale_signals,
-                    &handler_ns}) {
+                    &early_signals, &gc_samples, &subinterpreter_samples, &handler_ns}) {
         a->store(0, std::memory_order_relaxed);
     }
 }
 
 HandlerState& handler_state() { return g_state; }
+
+void ProgramDisposition::set(const struct sigaction& action) {
+    const int next = 1 - current_.load(std::memory_order_seq_cst);
+    // A handler that read the index while `next` was the published slot may
+    // still be copying it: every such handler is in flight now (it counts
+    // itself before it reads the index), so wait for those to finish.
+    // seq_cst pairs with the handler's count and read of the index: a
+    // handler this does not see counted reads the published index.
+    while (g_state.inflight.load(std::memory_order_seq_cst) != 0) sched_yield();
+    slots_[next] = action;
+    current_.store(next, std::memory_order_seq_cst);
+}
+
+void ProgramDisposition::get(struct sigaction* out) const {
+    *out = slots_[current_.load(std::memory_order_seq_cst)];
+}
 
 void sigprof_handler(int signo, siginfo_t* info, void* ucontext) {
     const int saved_errno = errno;
@@ -120,8 +258,10 @@ void sigprof_handler(int signo, siginfo_t* info, void* ucontext) {
     st.inflight.fetch_add(1, std::memory_order_seq_cst);
     if (st.active.load(std::memory_order_seq_cst)) {
         take_sample(st, signo, info, ucontext);
-    } else if (info == nullptr || info->si_code != SI_TIMER ||
-               (reinterpret_cast<uint64_t>(info->si_value.sival_ptr) >> 48) != kTimerMagic) {
+    } else if (info == nullptr ||
+               (info->si_code != SI_TIMER && info->si_code != POLL_IN && info->si_code != POLL_HUP) ||
+               (info->si_code == SI_TIMER &&
+                (reinterpret_cast<uint64_t>(info->si_value.sival_ptr) >> 48) != kTimerMagic)) {
         forward_foreign(st, signo, info, ucontext);
     }
     st.inflight.fetch_sub(1, std::memory_order_release);

@@ -26,7 +26,9 @@ namespace spprof {
 
 class SampleBuffer;
 
-// si_value layout of our timers: magic (16 bits) | session (16) | tid (32).
+// si_value layout of our POSIX timers: magic (16 bits) | session (16) | tid
+// (32). Signals of perf_event timers carry the event's descriptor instead
+// (si_fd), whose slot holds the same (perf_timer.h).
 inline constexpr uint64_t kTimerMagic = 0x5350;  // "SP"
 
 inline void* encode_timer_value(uint32_t session, pid_t tid) {
@@ -48,22 +50,59 @@ struct HandlerCounters {
     std::atomic<uint64_t> paused_signals{0};   // arrived while paused
     std::atomic<uint64_t> foreign_signals{0};  // SIGPROF not from our timers
     std::atomic<uint64_t> stale_signals{0};    // from an earlier session
+    std::atomic<uint64_t> early_signals{0};    // perf_event signal with no expiration due yet
+    std::atomic<uint64_t> gc_samples{0};       // taken during a garbage collection
+    std::atomic<uint64_t> subinterpreter_samples{0};  // thread was running another interpreter
     std::atomic<uint64_t> handler_ns{0};       // time spent in the handler
     void reset();
+};
+
+// The SIGPROF disposition the PROGRAM believes it has while our handler is
+// installed: the one it had before start(), or the one it installed since
+// through Python's signal.signal (spprof/_signals.py lets Python install it,
+// then reclaim_signal_handler() in sampler.h puts our handler back in its
+// place and records it here). A SIGPROF that is not from our timers gets what
+// this disposition would give it (forward_foreign): the program's handler
+// runs, SIG_IGN drops it, SIG_DFL terminates the process. Our own timers'
+// signals never reach it.
+//
+// One writer, holding the GIL; the readers are handlers on any thread. Two
+// slots: the writer fills the one that is not published, then publishes it;
+// before it fills a slot it waits until no handler that could still be
+// reading that slot runs.
+class ProgramDisposition {
+public:
+    // Not from a signal handler: it waits for running handlers.
+    void set(const struct sigaction& action);
+    // ASYNC-SIGNAL-SAFE. From a handler only while it counts in `inflight`;
+    // otherwise only by the writer.
+    void get(struct sigaction* out) const;
+
+private:
+    struct sigaction slots_[2]{};
+    std::atomic<int> current_{0};
 };
 
 struct HandlerState {
     std::atomic<bool> active{false};
     std::atomic<bool> paused{false};
-    std::atomic<int> inflight{0};       // handlers currently running
+    // Handlers currently running (a handler does not count while it runs
+    // the program's own handler, see forward_foreign).
+    std::atomic<int> inflight{0};
     std::atomic<uint32_t> session{0};   // low 16 bits go into si_value
     SampleBuffer* buffer = nullptr;     // set before `active`
     std::atomic<uint64_t> code_epoch{0};  // bumped on every code object death
     int wake_fd = -1;                   // eventfd: ask the resolver to drain
     std::atomic<bool> wake_pending{false};
     size_t wake_threshold = 0;          // buffer fill that triggers a wake
-    struct sigaction previous {};       // disposition before we installed
-    bool chain_previous = false;        // forward foreign SIGPROFs to it
+    ProgramDisposition program;         // what foreign SIGPROFs get
+    // The interpreter whose code objects the session tracks (the one that
+    // called start()): frames of any other interpreter are not read.
+    void* main_interp = nullptr;
+    // The thread running a garbage collection now (0: none) and the frame
+    // that was current when it started (gc.callbacks, session.cpp).
+    std::atomic<pid_t> gc_tid{0};
+    std::atomic<const void*> gc_frame{nullptr};
     HandlerCounters counters;
 };
 

@@ -1,27 +1,67 @@
 #include "thread_registry.h"
 
 #include <errno.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <new>
 
 #include "compat.h"
 
 namespace spprof {
 
-void ThreadRegistry::begin(uint32_t session, int64_t interval_ns, pid_t ignored_tid) {
+void ThreadRegistry::begin(uint32_t session, int64_t interval_ns, pid_t ignored_tid,
+                           Backend backend) {
     std::lock_guard<std::mutex> lock(mu_);
     session_ = session;
+    backend_ = backend;
+    perf_open_ = 0;
+    rlimit nofile{};
+    perf_budget_ = 0;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+        rlim_t soft = nofile.rlim_cur == RLIM_INFINITY ? rlim_t{1} << 20 : nofile.rlim_cur;
+        perf_budget_ = std::min<size_t>(static_cast<size_t>(soft / 4), kMaxPerfFd / 2);
+    }
     interval_ns_ = interval_ns;
     ignored_tid_ = ignored_tid;
     counters_ = RegistryCounters{};
     opted_out_.clear();
+    failed_.clear();
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    rng_ ^= (uint64_t(ts.tv_sec) << 32) ^ uint64_t(ts.tv_nsec) ^ (uint64_t(getpid()) << 16);
+}
+
+int64_t ThreadRegistry::random_phase_locked() {
+    if (interval_ns_ <= 0) return 0;
+    // splitmix64: cheap, and good enough to spread phases uniformly.
+    uint64_t z = (rng_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return 1 + static_cast<int64_t>(z % static_cast<uint64_t>(interval_ns_));  // (0, interval]
 }
 
 bool ThreadRegistry::add_locked(pid_t tid, uint64_t uid) {
     Entry entry;
     entry.tstate_uid = uid;
-    int err = create_thread_timer(tid, session_, &entry.timer);
-    if (err == 0) err = arm_thread_timer(entry.timer, interval_ns_);
+    int64_t phase = random_phase_locked();
+    int err = -1;
+    if (backend_ == Backend::perf_event && perf_open_ < perf_budget_) {
+        err = perf_timer_create(tid, session_, interval_ns_, phase, &entry.timer.perf);
+        if (err == 0) {
+            err = interval_ns_ > 0 ? perf_timer_enable(entry.timer.perf, true) : 0;
+            if (err != 0) perf_timer_close(&entry.timer.perf);
+        }
+        if (err == ESRCH) return false;  // the thread is gone
+        if (err != 0) ++counters_.perf_fallbacks;
+    }
+    if (err != 0) {
+        err = create_thread_timer(tid, session_, &entry.timer);
+        if (err == 0) err = arm_thread_timer(entry.timer, interval_ns_, phase);
+    }
     if (err != 0) {
         if (entry.timer.valid) delete_thread_timer(&entry.timer);
         // EINVAL/ESRCH: the thread exited between discovery and now.
@@ -29,16 +69,28 @@ bool ThreadRegistry::add_locked(pid_t tid, uint64_t uid) {
             ++counters_.create_failures;
             counters_.last_create_errno = err;
             counters_.last_failed_tid = tid;
+            if (failed_.empty()) {
+                timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                failed_since_ns_ = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+                failed_deleted_mark_ = counters_.timers_deleted;
+            }
+            failed_[tid] = uid;
         }
         return false;
     }
     ++counters_.timers_created;
+    if (entry.timer.is_perf()) {
+        ++counters_.perf_timers_created;
+        ++perf_open_;
+    }
     entry.seen = scan_generation_;
     threads_[tid] = entry;
     return true;
 }
 
 void ThreadRegistry::remove_locked(std::unordered_map<pid_t, Entry>::iterator it) {
+    if (it->second.timer.is_perf() && perf_open_ > 0) --perf_open_;
     counters_.overruns_at_delete += static_cast<uint64_t>(delete_thread_timer(&it->second.timer));
     ++counters_.timers_deleted;
     threads_.erase(it);
@@ -60,8 +112,21 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
     }
     std::lock_guard<std::mutex> lock(mu_);
     ++scan_generation_;
+    if (!failed_.empty()) {
+        timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t now = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+        if (counters_.timers_deleted != failed_deleted_mark_ || now - failed_since_ns_ > 1'000'000'000) {
+            failed_.clear();  // a timer was freed, or time passed: try those threads again
+        }
+    }
     for (const auto& [tid, uid] : present) {
         if (tid == ignored_tid_) continue;
+        auto failed = failed_.find(tid);
+        if (failed != failed_.end()) {
+            if (failed->second == uid) continue;
+            failed_.erase(failed);
+        }
         auto opted = opted_out_.find(tid);
         if (opted != opted_out_.end()) {
             if (opted->second == uid) continue;
@@ -87,6 +152,9 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
     for (auto it = opted_out_.begin(); it != opted_out_.end();) {
         it = present.count(it->first) ? std::next(it) : opted_out_.erase(it);
     }
+    for (auto it = failed_.begin(); it != failed_.end();) {
+        it = present.count(it->first) ? std::next(it) : failed_.erase(it);
+    }
 }
 
 bool ThreadRegistry::register_thread(pid_t tid, uint64_t tstate_uid) {
@@ -109,6 +177,12 @@ bool ThreadRegistry::unregister_thread(pid_t tid) {
     return true;
 }
 
+void ThreadRegistry::thread_exiting(pid_t tid, uint64_t tstate_uid) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = threads_.find(tid);
+    if (it != threads_.end() && it->second.tstate_uid == tstate_uid) remove_locked(it);
+}
+
 bool ThreadRegistry::is_registered(pid_t tid) {
     std::lock_guard<std::mutex> lock(mu_);
     return threads_.count(tid) != 0;
@@ -117,21 +191,29 @@ bool ThreadRegistry::is_registered(pid_t tid) {
 void ThreadRegistry::set_interval(int64_t interval_ns) {
     std::lock_guard<std::mutex> lock(mu_);
     interval_ns_ = interval_ns;  // threads registered from now on start so too
-    for (auto& [tid, entry] : threads_) arm_thread_timer(entry.timer, interval_ns);
+    for (auto& [tid, entry] : threads_) {
+        arm_thread_timer(entry.timer, interval_ns, random_phase_locked());
+    }
 }
 
 void ThreadRegistry::end() {
     std::lock_guard<std::mutex> lock(mu_);
     while (!threads_.empty()) remove_locked(threads_.begin());
     opted_out_.clear();
+    failed_.clear();
 }
 
 void ThreadRegistry::forget_after_fork() {
     // The child must not lock mu_ (its owner may not exist here) nor delete
     // timers that belong to the parent's threads.
     new (&mu_) std::mutex();
+    // Descriptors of the parent's perf events were inherited: close them
+    // (POSIX timers were not inherited, there is nothing to delete).
+    for (auto& [tid, entry] : threads_) perf_timer_close_in_child(&entry.timer.perf);
+    perf_open_ = 0;
     threads_.clear();
     opted_out_.clear();
+    failed_.clear();
 }
 
 size_t ThreadRegistry::size() {

@@ -21,6 +21,8 @@ namespace spprof {
 
 struct RegistryCounters {
     uint64_t timers_created = 0;
+    uint64_t perf_timers_created = 0;  // of timers_created, perf_event ones
+    uint64_t perf_fallbacks = 0;       // perf_event refused for a thread: POSIX timer instead
     uint64_t timers_deleted = 0;
     uint64_t create_failures = 0;
     uint64_t overruns_at_delete = 0;
@@ -30,8 +32,10 @@ struct RegistryCounters {
 
 class ThreadRegistry {
 public:
-    // Start a session: new timers use `session` and `interval_ns`.
-    void begin(uint32_t session, int64_t interval_ns, pid_t ignored_tid);
+    enum class Backend { timer_create, perf_event };
+    // Start a session: new timers use `session`, `interval_ns` and `backend`.
+    void begin(uint32_t session, int64_t interval_ns, pid_t ignored_tid, Backend backend);
+    Backend backend() const { return backend_; }
 
     // GIL held. Bring the registry in line with the interpreter's thread
     // states: timers for new threads, none for threads that are gone.
@@ -42,6 +46,10 @@ public:
     // unregister: true if it was sampled before the call.
     bool register_thread(pid_t tid, uint64_t tstate_uid);
     bool unregister_thread(pid_t tid);
+    // The thread is about to exit: delete its timer now rather than at the
+    // next scan (a program that churns short threads would otherwise hold
+    // hundreds of dead timers). Not an opt-out.
+    void thread_exiting(pid_t tid, uint64_t tstate_uid);
     bool is_registered(pid_t tid);
 
     // Re-arm every timer with `interval_ns` (0 disarms), keeping them all.
@@ -65,6 +73,7 @@ private:
     };
     // mu_ held.
     bool add_locked(pid_t tid, uint64_t uid);
+    int64_t random_phase_locked();
     void remove_locked(std::unordered_map<pid_t, Entry>::iterator it);
 
     std::mutex mu_;
@@ -76,6 +85,20 @@ private:
     int64_t interval_ns_ = 0;
     pid_t ignored_tid_ = 0;
     uint64_t scan_generation_ = 0;
+    uint64_t rng_ = 0;  // splitmix64 state for timer phases
+    Backend backend_ = Backend::timer_create;
+    // perf_event timers open now, and how many descriptors they may take:
+    // a share of RLIMIT_NOFILE, so the program never runs out of them
+    // because of us (threads past it get POSIX timers).
+    size_t perf_open_ = 0;
+    size_t perf_budget_ = 0;
+    // Threads whose timer could not be created (tid -> thread state id): the
+    // scan does not retry them until a timer was deleted (the usual cause is
+    // the RLIMIT_SIGPENDING budget) or a second passed, so a process out of
+    // timers does not pay for hundreds of failing calls on every scan.
+    std::unordered_map<pid_t, uint64_t> failed_;
+    uint64_t failed_deleted_mark_ = 0;
+    int64_t failed_since_ns_ = 0;
     RegistryCounters counters_;
 };
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar, overload
 
+from . import _signals
+from . import _threads
 from ._errors import ProfilerError, ProfilerWarning
 from ._model import Frame, Profile, name_module_code
 
@@ -51,6 +53,13 @@ class _SessionInfo:
         self.start_time = datetime.now(timezone.utc)
         self.start_wall_ns = 0
         self.owner_pid = os.getpid()
+        # Set on spprof run's own session, which the program's API calls
+        # do not see (see "sessions inside spprof run" below).
+        self.host: _HostState | None = None
+        # Set on the program's own session while it runs inside the host's.
+        self.nested_in: _HostState | None = None
+        self.params: dict[str, Any] = {}  # start() arguments, to continue it
+        self.earlier: list[Profile] = []  # parts recorded before a restart
 
 
 _session: _SessionInfo | None = None
@@ -109,6 +118,18 @@ def _check_take_over_sigprof(take_over_sigprof: object) -> bool:
     return take_over_sigprof
 
 
+BACKENDS = ("auto", "perf_event", "timer_create")
+
+
+def _check_backend(backend: object) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"backend must be one of {', '.join(repr(b) for b in BACKENDS)}, got {backend!r}"
+        )
+    assert isinstance(backend, str)
+    return backend
+
+
 def _check_output_path(output_path: object) -> str | None:
     if output_path is None:
         return None
@@ -152,6 +173,7 @@ def start(
     memory_limit_mb: float = 100,
     *,
     take_over_sigprof: bool = False,
+    backend: str = "auto",
 ) -> None:
     """Start sampling every Python thread of this process.
 
@@ -162,6 +184,12 @@ def start(
     new samples are dropped and counted.
     ``take_over_sigprof``: replace a SIGPROF handler the program already has
     (restored on stop) instead of refusing to start.
+    ``backend``: how each thread's CPU time is measured. ``"perf_event"``
+    (a task-clock event per thread: exact at any interval, also for threads
+    shorter than a scheduler tick; needs perf_event_open), ``"timer_create"``
+    (a POSIX CPU timer per thread: checked on scheduler ticks only, so
+    intervals below 4 ms become overruns and a thread's last partial tick is
+    not sampled), or ``"auto"``: perf_event where allowed, else timer_create.
 
     Raises ``ValueError`` for bad arguments, ``RuntimeError`` if a session is
     running, :class:`ProfilerError` if sampling cannot start (the program is
@@ -172,9 +200,22 @@ def start(
     limit = _check_memory_limit(memory_limit_mb)
     path = _check_output_path(output_path)
     take_over = _check_take_over_sigprof(take_over_sigprof)
+    backend = _check_backend(backend)
     with _lock:
         if _session is not None and _session.owner_pid == os.getpid():
-            raise RuntimeError("the profiler is already running; call spprof.stop() first")
+            if _session.host is None:
+                raise RuntimeError("the profiler is already running; call spprof.stop() first")
+            # spprof run profiles this program: its own session runs inside
+            _start_nested(
+                {
+                    "interval_ms": interval,
+                    "output_path": path,
+                    "memory_limit_mb": limit,
+                    "take_over_sigprof": take_over,
+                    "backend": backend,
+                }
+            )
+            return
         native = _native()
         info = _SessionInfo(interval, path, limit)
         info.start_wall_ns = _wall_ns()
@@ -183,9 +224,13 @@ def start(
             memory_limit_bytes=int(limit * 1024 * 1024),
             take_over_sigprof=take_over,
             warning_category=ProfilerWarning,
+            backend=backend,
         )
         _session = info
+        _signals.session_started()
+        _threads.install()
         _ensure_process_hooks()
+        _stop_late_session_when_handler_returns()
 
 
 def _wall_ns() -> int:
@@ -203,28 +248,45 @@ def stop() -> Profile:
     """
     global _session
     with _lock:
-        if _session is None or _session.owner_pid != os.getpid():
+        # spprof run's own session is not the program's to stop
+        if _session is None or _session.owner_pid != os.getpid() or _session.host is not None:
             raise RuntimeError("the profiler is not running; call spprof.start() first")
+        if _session.nested_in is not None:
+            return _stop_nested()
         info = _session
+        _threads.uninstall()
         raw = _native().stop()
         _session = None
+        _signals.session_stopped()
     prof = _profile_from_native(raw, info)
+    if info.earlier:
+        prof = _joined([*info.earlier, prof])
     if info.output_path is not None:
-        try:
-            prof.save(info.output_path)
-        except (OSError, ValueError) as exc:
-            warnings.warn(
-                f"spprof: could not save the profile to {info.output_path}: {exc}; "
-                "the returned Profile is intact, call profile.save() with another path",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        _save_or_warn(prof, info.output_path)
     return prof
 
 
+def _save_or_warn(prof: Profile, path: str) -> None:
+    try:
+        prof.save(path)
+    except (OSError, ValueError) as exc:
+        warnings.warn(
+            f"spprof: could not save the profile to {path}: {exc}; "
+            "the returned Profile is intact, call profile.save() with another path",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def is_active() -> bool:
-    """True while a session is running in this process."""
-    return _session is not None and _session.owner_pid == os.getpid() and _native().is_active()
+    """True while a session is running in this process (spprof run's own
+    session does not count: the program sees only its own)."""
+    return (
+        _session is not None
+        and _session.owner_pid == os.getpid()
+        and _session.host is None
+        and _native().is_active()
+    )
 
 
 def is_paused() -> bool:
@@ -284,7 +346,7 @@ class ProfilerStats:
         return cls(
             active=bool(raw["active"]),
             paused=bool(raw["paused"]),
-            backend="timer_create",
+            backend=raw.get("backend", "timer_create"),
             interval_ms=interval_ms,
             collected_samples=raw["collected_samples"],
             dropped_samples=raw["buffer_dropped"] + raw["memory_dropped"],
@@ -398,29 +460,230 @@ def _ensure_process_hooks() -> None:
     if _hooks_installed:
         return
     _hooks_installed = True
-    atexit.register(_stop_at_exit)
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _stop_at_exit() -> None:
+    global _exit_hook_ran
+    _exit_hook_ran = True
     if _session is None or _session.owner_pid != os.getpid():
         return
     try:
-        stop()
+        if _session.host is not None:
+            _host_stop()  # spprof run did not get to stop it; nobody reads it
+        else:
+            stop()
     except Exception as exc:  # never turn the program's exit into a traceback
         print(f"spprof: could not stop the profiler at exit: {exc}", file=sys.stderr)
+
+
+# The exit hook that stops (and saves) a session still running at exit.
+# atexit runs handlers last-registered-first, and a handler registered while
+# the handlers run is never called. Registered when spprof is imported, the
+# hook runs after every handler registered later, so it sees sessions those
+# start. A session started after the hook ran (from a handler registered
+# before spprof was imported, or when spprof itself is first imported at
+# exit) is stopped when the handler that started it returns.
+def _exiting() -> bool:
+    # threading marks the main thread stopped just before atexit runs
+    return not threading.main_thread().is_alive()
+
+
+_exit_hook_ran = False
+_exit_hook_registered_late = _exiting()
+atexit.register(_stop_at_exit)
+
+
+def _stop_late_session_when_handler_returns() -> None:
+    """For a session started after the exit hook ran: stop it (saving it to
+    its output_path) when the outermost function of this thread returns,
+    i.e. the exit handler that started it."""
+    if not (_exit_hook_ran or _exit_hook_registered_late) or not _exiting():
+        return
+    root = sys._getframe()
+    while root.f_back is not None:
+        root = root.f_back
+    previous = sys.getprofile()
+    if previous is not None and not callable(previous):
+        _warn(
+            "spprof: a session started this late at exit is not saved automatically "
+            "while another profiler is active; call spprof.stop()"
+        )
+        return
+
+    def watch(frame: Any, event: str, arg: Any) -> None:
+        if previous is not None:
+            previous(frame, event, arg)
+        if event == "return" and frame is root:
+            sys.setprofile(previous)
+            _stop_at_exit()
+
+    sys.setprofile(watch)
 
 
 def _after_fork_in_child() -> None:
     """The child inherits memory but no timers: start clean, unprofiled."""
     global _session, _lock
     _lock = threading.RLock()  # the parent's lock may be held by a thread that is not here
+    _threads.uninstall()
     if _session is not None:
         _session = None
         try:
             _native().after_fork_in_child()
         except Exception:
             pass
+
+
+# -- sessions inside spprof run ------------------------------------------------------
+#
+# ``spprof run`` profiles the whole program with a session of its own (the
+# "host"), which the program's own API calls do not see: is_active() is
+# False, stop() says nothing is running. When the program starts a session
+# of its own (start(), Profiler, @profile), the host's native session is
+# stopped (its samples kept) and the program's starts with the program's
+# arguments; when the program stops it, it gets a Profile of exactly its
+# window, and the host resumes. The host's profile joins all the parts, so it
+# covers the program's session too. If the program's session is still
+# running when spprof run stops, it goes on alone, as it would without
+# spprof run, until the program stops it or exits.
+
+
+class _HostState:
+    def __init__(self, params: dict[str, Any], trim: Callable[[Profile], Profile] | None) -> None:
+        self.params = params  # start() arguments, to resume
+        self.trim = trim  # cuts spprof run's own frames from a Profile
+        self.parts: list[Profile] = []
+        self.owner_pid = os.getpid()
+
+    def trimmed(self, prof: Profile) -> Profile:
+        if self.trim is None:
+            return prof
+        out = self.trim(prof)
+        out.stats = prof.stats
+        return out
+
+
+_host: _HostState | None = None
+
+
+def _host_start(
+    interval_ms: int, memory_limit_mb: float, trim: Callable[[Profile], Profile] | None = None
+) -> None:
+    """Start spprof run's session (raises as start() does)."""
+    global _host
+    params: dict[str, Any] = {"interval_ms": interval_ms, "memory_limit_mb": memory_limit_mb}
+    with _lock:
+        start(**params)
+        assert _session is not None
+        state = _HostState(params, trim)
+        _session.host = state
+        _host = state
+
+
+def _host_stop() -> Profile:
+    """Stop spprof run's session; its Profile covers every part, the
+    program's own sessions included."""
+    global _host
+    with _lock:
+        state = _host
+        if state is None or state.owner_pid != os.getpid():
+            raise RuntimeError("spprof run's session is not running")
+        _host = None
+        current = _session if _session is not None and _session.owner_pid == os.getpid() else None
+        if current is not None and current.host is state:
+            current.host = None
+            state.parts.append(stop())
+        elif current is not None and current.nested_in is state:
+            _detach_nested(current, state)
+        # else: the host could not resume after a session of the program's
+        if not state.parts:
+            raise RuntimeError("spprof run's session recorded nothing")
+        return _joined(state.parts)
+
+
+def _start_nested(params: dict[str, Any]) -> None:
+    """start() of the program's own session while the host runs (the
+    caller holds _lock)."""
+    assert _session is not None and _session.host is not None
+    state = _session.host
+    _session.host = None
+    state.parts.append(stop())
+    try:
+        start(**params)
+    except BaseException:
+        _resume_host(state)
+        raise
+    _session.nested_in = state
+    _session.params = params
+
+
+def _stop_nested() -> Profile:
+    """stop() of the program's own session inside the host's (the caller
+    holds _lock)."""
+    info = _session
+    assert info is not None and info.nested_in is not None
+    state = info.nested_in
+    path = info.output_path
+    info.nested_in = None
+    info.output_path = None
+    part = stop()
+    state.parts.append(part)
+    _resume_host(state)
+    prof = state.trimmed(part)
+    if path is not None:
+        _save_or_warn(prof, path)
+    return prof
+
+
+def _resume_host(state: _HostState) -> None:
+    try:
+        start(**state.params)
+    except Exception as exc:  # the program goes on; the rest is not in the profile
+        _warn(f"spprof: could not resume profiling the program: {exc}")
+        return
+    assert _session is not None
+    _session.host = state
+
+
+def _detach_nested(info: _SessionInfo, state: _HostState) -> None:
+    """The host ends while the program's own session runs: the session so
+    far goes into the host's profile, and the program's goes on alone."""
+    path = info.output_path
+    info.nested_in = None
+    info.output_path = None
+    part = stop()
+    state.parts.append(part)
+    earlier = [*info.earlier, state.trimmed(part)]
+    try:
+        start(**info.params)
+    except Exception as exc:
+        _warn(f"spprof: could not continue the program's profiling session: {exc}")
+        if path is not None:
+            _save_or_warn(_joined(earlier), path)
+        return
+    assert _session is not None
+    _session.earlier = earlier
+    _session.params = info.params
+
+
+_SUMMED_NEVER = frozenset(("active", "paused", "interval_ns", "last_create_errno", "backend"))
+_MAXIMUM = frozenset(("registered_threads", "memory_bytes", "buffer_capacity"))
+
+
+def _joined(parts: list[Profile]) -> Profile:
+    """Profile.joined, with the profiler's counters of all parts added up."""
+    prof = Profile.joined(parts)
+    raws = [p.stats.raw for p in parts if isinstance(p.stats, ProfilerStats)]
+    if raws:
+        total: dict[str, Any] = dict(raws[-1])
+        total["interval_ns"] = prof.interval_ns
+        for key, value in raws[-1].items():
+            if key in _SUMMED_NEVER or isinstance(value, bool) or not isinstance(value, int):
+                continue
+            values = [r.get(key, 0) for r in raws]
+            total[key] = max(values) if key in _MAXIMUM else sum(values)
+        prof.stats = ProfilerStats.from_native(total)
+    return prof
 
 
 # -- context manager, decorator -------------------------------------------------------
@@ -440,8 +703,10 @@ class Profiler:
         memory_limit_mb: float = 100,
         *,
         take_over_sigprof: bool = False,
+        backend: str = "auto",
     ) -> None:
         self.interval_ms = _check_interval(interval_ms)
+        self.backend = _check_backend(backend)
         self.output_path = _check_output_path(output_path)
         self.memory_limit_mb = _check_memory_limit(memory_limit_mb)
         self.take_over_sigprof = _check_take_over_sigprof(take_over_sigprof)
@@ -454,6 +719,7 @@ class Profiler:
             self.output_path,
             self.memory_limit_mb,
             take_over_sigprof=self.take_over_sigprof,
+            backend=self.backend,
         )
         self._running = True
         return self

@@ -537,6 +537,66 @@ class Profile:
             raise
         return target
 
+    @classmethod
+    def joined(cls, parts: Sequence[Profile]) -> Profile:
+        """One profile of consecutive parts (e.g. a session that was stopped
+        and restarted): samples in order, times from the first part's start
+        to the last one's end, dropped counts summed.
+
+        Parts with different intervals are joined at the largest interval
+        that divides them all (their greatest common divisor, in
+        nanoseconds), each sample's weight scaled to that interval, so CPU
+        totals are exact."""
+        if not parts:
+            raise ValueError("joined() needs at least one profile")
+        if len(parts) == 1:
+            return parts[0]
+        unit = 0
+        for p in parts:
+            unit = math.gcd(unit, p.interval_ns)
+        if unit <= 0:
+            raise ValueError("profiles to join need intervals of at least 1 ns")
+        stacks: list[Stack] = []
+        index: dict[Stack, int] = {}
+        ts, tid, sidx, weight = array("q"), array("q"), array("q"), array("q")
+        names: dict[int, str | None] = {}
+        for p in parts:
+            scale = p.interval_ns // unit
+            remap = []
+            for st in p._stacks:
+                i = index.get(st)
+                if i is None:
+                    i = index[st] = len(stacks)
+                    stacks.append(st)
+                remap.append(i)
+            ts.extend(p._ts)
+            tid.extend(p._tid)
+            sidx.extend(remap[i] for i in p._stack_idx)
+            if scale == 1:
+                weight.extend(p._weight)
+            else:
+                weight.extend(w * scale for w in p._weight)
+            for t, name in p._thread_names.items():
+                if name is not None or t not in names:
+                    names[t] = name
+        interval_ms: float = unit / 1_000_000
+        if interval_ms.is_integer():
+            interval_ms = int(interval_ms)
+        return cls.from_columns(
+            start_time=min(p.start_time for p in parts),
+            end_time=max(p.end_time for p in parts),
+            interval_ms=interval_ms,
+            stacks=stacks,
+            timestamps_ns=ts,
+            thread_ids=tid,
+            stack_indices=sidx,
+            weights=weight,
+            thread_names=names,
+            dropped_count=sum(p.dropped_count for p in parts),
+            python_version=parts[0].python_version,
+            platform=parts[0].platform,
+        )
+
     def __repr__(self) -> str:
         return (
             f"<Profile {self.sample_count} samples, {len(self.thread_ids)} threads, "

@@ -1,0 +1,99 @@
+"""Sample every new thread from its first instruction.
+
+The service thread finds threads by polling, so a thread that lives less
+than one poll would never be sampled. While a session runs, the functions
+that start threads (``_thread.start_new_thread``, 3.13's
+``start_joinable_thread`` and threading's private aliases of them) are
+wrapped so the new thread first runs ``_native.thread_bootstrap``: a C
+function (no Python frame in the thread's stacks) that gives the thread its
+timer and then calls the real target. Threads started another way (from C,
+or through a reference taken before the session) are still found by the
+poll.
+"""
+
+from __future__ import annotations
+
+import _thread
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from . import _native
+
+# (module, attribute name) -> the original function, while installed.
+_installed: dict[tuple[object, str], Callable[..., Any]] = {}
+_wrappers: dict[tuple[object, str], Callable[..., Any]] = {}
+
+
+def _wrap_start_new_thread(original: Callable[..., Any]) -> Callable[..., Any]:
+    bootstrap = _native.thread_bootstrap
+
+    def start_new_thread(function: Any, args: Any, kwargs: Any = None, /) -> int:
+        # The same checks as the original, so a mistake is reported to the
+        # caller, not inside the new thread.
+        if not callable(function):
+            raise TypeError("first arg must be callable")
+        if not isinstance(args, tuple):
+            raise TypeError("2nd arg must be a tuple")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError("optional 3rd arg must be a dictionary")
+        boot_args = (function, args) if kwargs is None else (function, args, kwargs)
+        return original(bootstrap, boot_args)
+
+    start_new_thread.__wrapped__ = original  # type: ignore[attr-defined]
+    start_new_thread.__doc__ = original.__doc__
+    return start_new_thread
+
+
+def _wrap_start_joinable_thread(original: Callable[..., Any]) -> Callable[..., Any]:
+    bootstrap = _native.thread_bootstrap
+
+    def start_joinable_thread(function: Any, handle: Any = None, daemon: bool = True) -> Any:
+        if not callable(function):
+            raise TypeError("thread function must be callable")
+        return original(functools.partial(bootstrap, function, ()), handle=handle, daemon=daemon)
+
+    start_joinable_thread.__wrapped__ = original  # type: ignore[attr-defined]
+    start_joinable_thread.__doc__ = original.__doc__
+    return start_joinable_thread
+
+
+def _targets() -> list[tuple[object, str, Callable[..., Any]]]:
+    out: list[tuple[object, str, Callable[..., Any]]] = []
+    for module, name in (
+        (_thread, "start_new_thread"),
+        (_thread, "start_new"),
+        (threading, "_start_new_thread"),
+    ):
+        if hasattr(module, name):
+            out.append((module, name, _wrap_start_new_thread))
+    for module, name in ((_thread, "start_joinable_thread"), (threading, "_start_joinable_thread")):
+        if hasattr(module, name):
+            out.append((module, name, _wrap_start_joinable_thread))
+    return out
+
+
+def install() -> None:
+    """Wrap the thread-start functions (idempotent)."""
+    for module, name, wrap in _targets():
+        key = (module, name)
+        if key in _installed:
+            continue
+        original = getattr(module, name)
+        wrapper = wrap(original)
+        setattr(module, name, wrapper)
+        _installed[key] = original
+        _wrappers[key] = wrapper
+
+
+def uninstall() -> None:
+    """Put the originals back, unless someone replaced our wrapper since
+    (then theirs stays, and ours inside it does nothing once the session
+    has ended)."""
+    for key, original in list(_installed.items()):
+        module, name = key
+        if getattr(module, name, None) is _wrappers[key]:
+            setattr(module, name, original)
+        del _installed[key]
+        del _wrappers[key]
