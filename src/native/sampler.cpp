@@ -90,11 +90,17 @@ bool install_signal_handler(bool take_over, std::string* error) {
         *error = std::string("cannot read the SIGPROF disposition: ") + strerror(errno);
         return false;
     }
-    bool has_handler = current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN;
     if (is_ours(current)) {
-        *error = "spprof's SIGPROF handler is already installed";
-        return false;
+        if (g_installed) {
+            *error = "spprof's SIGPROF handler is already installed";
+            return false;
+        }
+        // Ours from an earlier session, put back after it by someone who had
+        // saved it (faulthandler.unregister, another tool's restore): it
+        // stands for the disposition the program believed in then.
+        st.program.get(&current);
     }
+    bool has_handler = current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN;
     if (has_handler && !take_over) {
         *error =
             "another SIGPROF handler is already installed (by the program or another "
