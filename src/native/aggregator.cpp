@@ -1,5 +1,7 @@
 #include "aggregator.h"
 
+#include <algorithm>
+
 namespace spprof {
 
 Aggregator::Aggregator() { clear(); }
@@ -54,18 +56,15 @@ size_t Aggregator::approx_bytes() const {
            stacks_.size() * (sizeof(stacks_[0]) + 48) + samples_.capacity() * sizeof(SampleRecord);
 }
 
-bool Aggregator::add_sample(const SampleRecord& rec) {
-    if (samples_.size() == samples_.capacity() &&
-        approx_bytes() + samples_.capacity() * sizeof(SampleRecord) > memory_limit_) {
-        // Growing would double the sample array past the limit: grow only
-        // to the limit, then drop.
-        size_t room = memory_limit_ > approx_bytes() ? (memory_limit_ - approx_bytes()) / sizeof(SampleRecord) : 0;
-        if (room == 0) {
-            ++dropped_;
-            dropped_weight_ += rec.weight;
-            return false;
-        }
-        samples_.reserve(samples_.capacity() + room);
+bool Aggregator::add_sample(const SampleRecord& rec, size_t limit) {
+    if (samples_.size() == samples_.capacity()) {
+        // Grow by at most what the limit leaves (a doubling could jump far
+        // past it), and stop when nothing is left.
+        size_t used = approx_bytes();
+        size_t room = used < limit ? (limit - used) / sizeof(SampleRecord) : 0;
+        if (room == 0) return false;
+        size_t grow = std::min(std::max<size_t>(samples_.capacity(), 64), room);
+        samples_.reserve(samples_.capacity() + grow);
     }
     samples_.push_back(rec);
     return true;

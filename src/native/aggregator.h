@@ -37,10 +37,14 @@ public:
     // The stack id of `parent` extended by `frame` (0 is the empty stack).
     uint32_t child_stack(uint32_t parent, uint32_t frame);
 
-    // False (and counted as dropped) when the memory limit is reached.
-    bool add_sample(const SampleRecord& rec);
+    // False when storing it would take this aggregator past `limit` bytes
+    // (the caller counts the drop). May throw std::bad_alloc.
+    bool add_sample(const SampleRecord& rec, size_t limit);
+    void count_dropped(uint32_t weight) {
+        ++dropped_;
+        dropped_weight_ += weight;
+    }
 
-    void set_memory_limit(size_t bytes) { memory_limit_ = bytes; }
     size_t approx_bytes() const;
     uint64_t dropped_samples() const { return dropped_; }
     uint64_t dropped_weight() const { return dropped_weight_; }
@@ -68,7 +72,6 @@ private:
     std::unordered_map<uint64_t, uint32_t> stack_ids_;  // (parent << 32 | frame)
     std::vector<SampleRecord> samples_;
     size_t string_bytes_ = 0;
-    size_t memory_limit_ = SIZE_MAX;
     uint64_t dropped_ = 0;
     uint64_t dropped_weight_ = 0;
 };

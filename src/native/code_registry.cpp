@@ -126,38 +126,64 @@ std::shared_ptr<CodeInfo> CodeRegistry::snapshot(PyCodeObject* code) {
     return info;
 }
 
-const CodeInfo* CodeRegistry::lookup(uintptr_t address, uint64_t epoch) {
+size_t CodeRegistry::snapshot_estimate(PyCodeObject* code) {
+    // Names, path and decoded line table (at most one range per table byte).
+    PyObject* table = compat::code_linetable(code);
+    size_t table_bytes = table != nullptr && PyBytes_Check(table) ? static_cast<size_t>(PyBytes_GET_SIZE(table)) : 0;
+    return sizeof(CodeInfo) + 512 + table_bytes * sizeof(std::pair<int32_t, int32_t>) + 64;
+}
+
+const CodeInfo* CodeRegistry::lookup(uintptr_t address, uint64_t epoch, size_t room, bool* over) {
     auto dead = dead_.find(address);
     if (dead != dead_.end()) {
         // Deaths at one address are appended in epoch order.
         for (const Tombstone& t : dead->second) {
-            if (t.death_epoch > epoch) return t.info.get();
+            if (t.death_epoch > epoch) return t.info.get();  // null: died unrecorded
         }
     }
     auto live = live_.find(address);
     if (live != live_.end()) return live->second.get();
+    if (epoch < lost_epoch_) return nullptr;  // a death since the capture may have gone unrecorded
     // No death at this address since the capture: the same object is alive.
     auto* code = reinterpret_cast<PyCodeObject*>(address);
     if (!PyCode_Check(reinterpret_cast<PyObject*>(code))) return nullptr;
+    if (snapshot_estimate(code) > room) {
+        if (over != nullptr) *over = true;
+        return nullptr;
+    }
     auto info = snapshot(code);
     const CodeInfo* raw = info.get();
     live_.emplace(address, std::move(info));
     return raw;
 }
 
-void CodeRegistry::on_code_death(PyCodeObject* code, uint64_t death_epoch) {
-    auto address = reinterpret_cast<uintptr_t>(code);
-    std::shared_ptr<CodeInfo> info;
-    auto live = live_.find(address);
-    if (live != live_.end()) {
-        info = std::move(live->second);
-        live_.erase(live);
-    } else {
-        // Never resolved yet, but a sample still in the buffer may point at it.
-        info = snapshot(code);
+void CodeRegistry::on_code_death(PyCodeObject* code, uint64_t death_epoch, size_t room) {
+    // Runs inside the program's deallocation of a code object: nothing may
+    // escape from here, whatever the memory situation.
+    try {
+        auto address = reinterpret_cast<uintptr_t>(code);
+        std::shared_ptr<CodeInfo> info;
+        auto live = live_.find(address);
+        if (live != live_.end()) {
+            info = std::move(live->second);
+            live_.erase(live);
+        } else if (snapshot_estimate(code) <= room) {
+            // Never resolved yet, but a sample still in the buffer may point at it.
+            info = snapshot(code);
+        }
+        // A tombstone without info still tells later lookups that the code
+        // at this address is not the one captured: <unknown>, never wrong.
+        dead_[address].push_back(Tombstone{death_epoch, std::move(info)});
+        ++tombstone_count_;
+        bytes_ += 96;
+    } catch (...) {
+        // Could not record it: forget what we knew of that address, and
+        // resolve no sample captured before this death from an object we
+        // have not seen alive (it may be this one, freed).
+        ++lost_deaths_;
+        live_.erase(reinterpret_cast<uintptr_t>(code));
+        lost_epoch_ = death_epoch;
     }
-    dead_[address].push_back(Tombstone{death_epoch, std::move(info)});
-    ++tombstone_count_;
 }
 
 void CodeRegistry::prune_tombstones(uint64_t safe_epoch) {
@@ -167,6 +193,7 @@ void CodeRegistry::prune_tombstones(uint64_t safe_epoch) {
             return t.death_epoch <= safe_epoch;
         });
         tombstone_count_ -= static_cast<size_t>(list.end() - keep);
+        bytes_ -= std::min(bytes_, static_cast<size_t>(list.end() - keep) * 96);
         list.erase(keep, list.end());
         it = list.empty() ? dead_.erase(it) : std::next(it);
     }
@@ -175,6 +202,8 @@ void CodeRegistry::prune_tombstones(uint64_t safe_epoch) {
 void CodeRegistry::clear() {
     live_.clear();
     dead_.clear();
+    lost_deaths_ = 0;
+    lost_epoch_ = 0;
     tombstone_count_ = 0;
     bytes_ = 0;
 }

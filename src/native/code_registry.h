@@ -19,6 +19,7 @@
 #include <Python.h>
 
 #include <cstdint>
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -46,12 +47,17 @@ std::vector<std::pair<int32_t, int32_t>> decode_line_table(const uint8_t* data, 
 class CodeRegistry {
 public:
     // GIL held. The info for the code object captured at `address` and
-    // `epoch`, or nullptr if it cannot be resolved.
-    const CodeInfo* lookup(uintptr_t address, uint64_t epoch);
+    // `epoch`, or nullptr if it cannot be resolved. A new snapshot is only
+    // taken if it fits in `room` bytes; otherwise nullptr and *over = true.
+    // May throw std::bad_alloc.
+    const CodeInfo* lookup(uintptr_t address, uint64_t epoch, size_t room = SIZE_MAX,
+                           bool* over = nullptr);
 
     // GIL held, called by the death hook before `code` is freed.
     // `death_epoch` is the epoch value after the increment for this death.
-    void on_code_death(PyCodeObject* code, uint64_t death_epoch);
+    // A snapshot is taken only within `room` bytes (else samples of it
+    // resolve as <unknown>). Never throws.
+    void on_code_death(PyCodeObject* code, uint64_t death_epoch, size_t room = SIZE_MAX);
 
     // Forget tombstones that no capture still in flight can refer to:
     // every capture from now on reads an epoch >= `safe_epoch`.
@@ -61,9 +67,11 @@ public:
     size_t live_entries() const { return live_.size(); }
     size_t tombstone_count() const { return tombstone_count_; }
     size_t approx_bytes() const { return bytes_; }
+    uint64_t lost_deaths() const { return lost_deaths_; }
 
 private:
     std::shared_ptr<CodeInfo> snapshot(PyCodeObject* code);
+    static size_t snapshot_estimate(PyCodeObject* code);
 
     struct Tombstone {
         uint64_t death_epoch;
@@ -72,6 +80,8 @@ private:
     std::unordered_map<uintptr_t, std::shared_ptr<CodeInfo>> live_;
     std::unordered_map<uintptr_t, std::vector<Tombstone>> dead_;
     size_t tombstone_count_ = 0;
+    uint64_t lost_deaths_ = 0;  // deaths not recorded for lack of memory
+    uint64_t lost_epoch_ = 0;   // epoch of the last of them
     size_t bytes_ = 0;
     uint32_t next_id_ = 1;
 };

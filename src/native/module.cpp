@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <new>
 #include <string>
 
 #include "code_registry.h"
@@ -57,11 +58,32 @@ PyObject* native_start(PyObject*, PyObject* args, PyObject* kwargs) {
                      PyTuple_GET_SIZE(args) > 4 ? PyTuple_GET_ITEM(args, 4) : Py_None);
         return nullptr;
     }
-    if (!Session::instance().start(opts)) return nullptr;
+    try {
+        if (!Session::instance().start(opts)) return nullptr;
+    } catch (const std::bad_alloc&) {
+        return PyErr_NoMemory();
+    }
     Py_RETURN_NONE;
 }
 
-PyObject* native_stop(PyObject*, PyObject*) { return Session::instance().stop(); }
+// Entry points never let a C++ exception reach the interpreter: allocation
+// failure becomes MemoryError (the session's own state stays consistent:
+// each step that can fail is guarded inside).
+template <typename F>
+PyObject* guarded(F&& f) {
+    try {
+        return f();
+    } catch (const std::bad_alloc&) {
+        return PyErr_NoMemory();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+        return nullptr;
+    }
+}
+
+PyObject* native_stop(PyObject*, PyObject*) {
+    return guarded([] { return Session::instance().stop(); });
+}
 
 PyObject* native_is_active(PyObject*, PyObject*) {
     return PyBool_FromLong(Session::instance().active());
@@ -77,10 +99,12 @@ PyObject* native_resume(PyObject*, PyObject*) {
     return PyBool_FromLong(Session::instance().resume());
 }
 
-PyObject* native_stats(PyObject*, PyObject*) { return Session::instance().stats(); }
+PyObject* native_stats(PyObject*, PyObject*) {
+    return guarded([] { return Session::instance().stats(); });
+}
 
 PyObject* native_register_thread(PyObject*, PyObject*) {
-    return PyBool_FromLong(Session::instance().register_current_thread());
+    return guarded([] { return PyBool_FromLong(Session::instance().register_current_thread()); });
 }
 
 PyObject* native_unregister_thread(PyObject*, PyObject*) {
@@ -107,7 +131,11 @@ PyObject* native_thread_bootstrap(PyObject*, PyObject* args) {
                           &PyDict_Type, &kwargs)) {
         return nullptr;
     }
-    Session::instance().register_current_thread();
+    try {
+        Session::instance().register_current_thread();
+    } catch (const std::exception&) {
+        // Out of memory: the thread runs unsampled rather than not at all.
+    }
     PyObject* result = PyObject_Call(function, call_args, kwargs);
     Session::instance().current_thread_exiting();  // no exception-clearing, no Python code
     return result;

@@ -1,5 +1,7 @@
 #include "resolver.h"
 
+#include <new>
+
 namespace spprof {
 
 void Resolver::clear() {
@@ -30,29 +32,62 @@ uint32_t Resolver::frame_for(const CodeInfo* info, int32_t instr, Aggregator& ou
     return frame;
 }
 
-size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& out,
+size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& out, size_t budget,
                        std::unordered_map<pid_t, uint64_t>* per_thread) {
     size_t n = 0;
+    auto used = [&] { return out.approx_bytes() + codes.approx_bytes() + approx_bytes(); };
+    // Interning one frame adds at most this much besides a code snapshot
+    // (checked by the registry itself): strings, frame, trie node.
+    constexpr size_t kFrameCost = 1024;
     while (const SampleSlot* slot = buffer.peek()) {
-        uint32_t stack = 0;
-        if (slot->truncated) stack = out.child_stack(stack, special_frame("<truncated>", out));
-        if (slot->flags & kSampleSubinterpreter) {
-            stack = out.child_stack(stack, special_frame("<subinterpreter>", out));
+        bool keep = true;
+        try {
+            uint32_t stack = 0;
+            auto extend = [&](uint32_t frame) {
+                stack = out.child_stack(stack, frame);
+            };
+            auto room = [&]() -> size_t {
+                size_t u = used() + kFrameCost;
+                return u < budget ? budget - u : 0;
+            };
+            if (room() == 0) keep = false;
+            if (keep && slot->truncated) extend(special_frame("<truncated>", out));
+            if (keep && (slot->flags & kSampleSubinterpreter)) extend(special_frame("<subinterpreter>", out));
+            // Frames were captured leaf first; stacks are built root first. A
+            // sample taken during a garbage collection gets <gc> right under
+            // the frame that triggered it (frames above it are finalizers the
+            // collection ran).
+            const int gc_pos = slot->gc_pos;
+            for (int i = static_cast<int>(slot->depth) - 1; keep && i >= 0; --i) {
+                size_t left = room();
+                bool over = false;
+                const RawFrame& raw = slot->frames[i];
+                const CodeInfo* info = left == 0 ? nullptr : codes.lookup(raw.code, slot->code_epoch, left, &over);
+                if (left == 0 || over) {
+                    keep = false;
+                    break;
+                }
+                extend(frame_for(info, raw.instr, out));
+                if (i == gc_pos) extend(special_frame("<gc>", out));
+            }
+            if (keep && gc_pos >= 0 && slot->depth == 0) extend(special_frame("<gc>", out));
+            if (keep) {
+                size_t others = codes.approx_bytes() + approx_bytes();
+                keep = out.add_sample(SampleRecord{slot->timestamp_ns, slot->tid, stack, slot->weight},
+                                      others < budget ? budget - others : 0);
+            }
+        } catch (const std::bad_alloc&) {
+            keep = false;
+            ++allocation_failures_;
         }
-        // Frames were captured leaf first; stacks are built root first. A
-        // sample taken during a garbage collection gets <gc> right under the
-        // frame that triggered it (frames above it are finalizers the
-        // collection ran).
-        const int gc_pos = slot->gc_pos;
-        for (int i = static_cast<int>(slot->depth) - 1; i >= 0; --i) {
-            const RawFrame& raw = slot->frames[i];
-            const CodeInfo* info = codes.lookup(raw.code, slot->code_epoch);
-            stack = out.child_stack(stack, frame_for(info, raw.instr, out));
-            if (i == gc_pos) stack = out.child_stack(stack, special_frame("<gc>", out));
+        if (!keep) out.count_dropped(slot->weight);
+        if (per_thread != nullptr) {
+            try {
+                ++(*per_thread)[slot->tid];
+            } catch (const std::bad_alloc&) {
+                ++allocation_failures_;
+            }
         }
-        if (gc_pos >= 0 && slot->depth == 0) stack = out.child_stack(stack, special_frame("<gc>", out));
-        out.add_sample(SampleRecord{slot->timestamp_ns, slot->tid, stack, slot->weight});
-        if (per_thread != nullptr) ++(*per_thread)[slot->tid];
         buffer.pop();
         ++n;
     }

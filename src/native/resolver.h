@@ -20,9 +20,15 @@ class Resolver {
 public:
     // Consume every published sample. Returns how many were consumed.
     // With `per_thread`, also counts the samples of each thread there.
-    size_t drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& out,
+    // What the aggregator, the code registry and this resolver hold stays
+    // within `budget` bytes: a sample that would need more is dropped (and
+    // counted, with its weight, in the aggregator), as is one whose
+    // resolution runs out of memory. Never throws.
+    size_t drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& out, size_t budget,
                  std::unordered_map<pid_t, uint64_t>* per_thread = nullptr);
     void clear();
+    size_t approx_bytes() const { return (names_.size() + frames_.size()) * 64; }
+    uint64_t allocation_failures() const { return allocation_failures_; }
 
 private:
     uint32_t frame_for(const CodeInfo* info, int32_t instr, Aggregator& out);
@@ -32,6 +38,7 @@ private:
     std::unordered_map<uint32_t, std::pair<uint32_t, uint32_t>> names_;
     // (code info id << 32 | line) -> frame id
     std::unordered_map<uint64_t, uint32_t> frames_;
+    uint64_t allocation_failures_ = 0;
 };
 
 }  // namespace spprof

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <new>
 #include <cstdio>
 #include <vector>
 
@@ -144,7 +145,9 @@ void Session::remove_gc_callback() {
 void Session::on_code_death(PyCodeObject* code) {
     HandlerState& st = handler_state();
     uint64_t epoch = st.code_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
-    codes_.on_code_death(code, epoch);
+    size_t budget = resolver_budget();
+    size_t used = aggregator_.approx_bytes() + codes_.approx_bytes() + resolver_.approx_bytes();
+    codes_.on_code_death(code, epoch, used < budget ? budget - used : 0);
 }
 
 bool Session::start(const StartOptions& options) {
@@ -172,6 +175,7 @@ bool Session::start(const StartOptions& options) {
     resolver_.clear();
     thread_names_.clear();
     resolved_samples_ = 0;
+    tick_failures_ = 0;
     paused_total_ns_ = 0;
     paused_at_ns_ = 0;
     names_seen_created_ = ~uint64_t{0};
@@ -194,10 +198,7 @@ bool Session::start(const StartOptions& options) {
         set_profiler_error(std::string("cannot allocate the sample buffer: ") + strerror(errno));
         return false;
     }
-    // Resolved samples and their tables get the rest of the budget.
-    aggregator_.set_memory_limit(options.memory_limit_bytes > buffer_.bytes()
-                                     ? options.memory_limit_bytes - buffer_.bytes()
-                                     : 0);
+    warned_memory_ = false;
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     st.counters.reset();
     st.buffer = &buffer_;
@@ -276,8 +277,14 @@ bool Session::start(const StartOptions& options) {
 
     service_stop_.store(false);
     service_tid_.store(0);
-    if (pthread_create(&service_thread_, nullptr, &Session::service_main, this) != 0) {
-        int err = errno;
+    // A small stack: the service thread needs little, and a default 8 MiB
+    // reservation can fail under an address-space limit.
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 512 * 1024);
+    int err = pthread_create(&service_thread_, &attr, &Session::service_main, this);
+    pthread_attr_destroy(&attr);
+    if (err != 0) {
         PyObject* discarded = stop();
         Py_XDECREF(discarded);
         PyErr_Clear();
@@ -501,6 +508,18 @@ void Session::service_loop() {
 }
 
 void Session::service_tick(bool force_names) {
+    // Nothing thrown here may reach the service thread's top (that would
+    // terminate the program): on allocation failure the tick is cut short
+    // and the next one tries again; samples are dropped and counted.
+    try {
+        service_tick_unsafe(force_names);
+    } catch (const std::exception&) {
+        ++tick_failures_;
+        if (PyErr_Occurred()) PyErr_Clear();  // ours, half-raised by the failed step
+    }
+}
+
+void Session::service_tick_unsafe(bool force_names) {
     if (!active_) return;
     HandlerState& st = handler_state();
     // The service thread itself has a thread state (it holds the GIL here)
@@ -514,7 +533,8 @@ void Session::service_tick(bool force_names) {
         names_seen_created_ = c.timers_created;
         update_thread_names();
     }
-    resolved_samples_ += resolver_.drain(buffer_, codes_, aggregator_, &samples_by_thread_);
+    resolved_samples_ += resolver_.drain(buffer_, codes_, aggregator_, resolver_budget(), &samples_by_thread_);
+    warn_about_memory();
     check_health();
     // Tombstones older than every capture that can still be in flight are
     // no longer needed: read the epoch, then confirm nothing is in flight
@@ -540,6 +560,38 @@ PyObject* plain_attribute(PyObject* obj, PyObject* name) {
     return value;
 }
 }  // namespace
+
+size_t Session::thread_state_bytes() const {
+    return (samples_by_thread_.size() + health_seen_.size() + sigprof_blocked_.size() +
+            thread_names_.size()) * 96;
+}
+
+size_t Session::memory_bytes() const {
+    return buffer_.bytes() + aggregator_.approx_bytes() + codes_.approx_bytes() +
+           resolver_.approx_bytes() + thread_state_bytes();
+}
+
+size_t Session::resolver_budget() const {
+    size_t fixed = buffer_.bytes() + thread_state_bytes();
+    return options_.memory_limit_bytes > fixed ? options_.memory_limit_bytes - fixed : 0;
+}
+
+void Session::warn_about_memory() {
+    if (warned_memory_) return;
+    uint64_t dropped = aggregator_.dropped_samples();
+    if (dropped == 0) return;
+    warned_memory_ = true;
+    char limit[64];
+    snprintf(limit, sizeof limit, "%.3g MB", static_cast<double>(options_.memory_limit_bytes) / (1 << 20));
+    std::string message = std::string("spprof: the memory limit of ") + limit +
+                          " is reached; samples from now on are dropped (counted in "
+                          "stats().dropped_samples). Raise memory_limit_mb to keep them";
+    if (resolver_.allocation_failures() > 0) {
+        message = "spprof: out of memory while storing samples; samples that could not be "
+                  "stored are dropped (counted in stats().dropped_samples)";
+    }
+    warn(message);
+}
 
 void Session::update_thread_names() {
     // Names come from threading's table of running threads. This runs on the
@@ -626,11 +678,17 @@ PyObject* Session::stop() {
     registry_.end();
     restore_signal_handler();
     wait_for_handlers_to_finish();
-    resolved_samples_ += resolver_.drain(buffer_, codes_, aggregator_);
+    resolved_samples_ += resolver_.drain(buffer_, codes_, aggregator_, resolver_budget());
+    warn_about_memory();
     compat::remove_code_death_hook();
     remove_gc_callback();
 
-    PyObject* result = build_result();
+    PyObject* result = nullptr;
+    try {
+        result = build_result();
+    } catch (const std::bad_alloc&) {
+        PyErr_NoMemory();
+    }
     if (result != nullptr) {
         PyObject* extra = Py_BuildValue("{s:L,s:L,s:L}", "duration_ns",
                                         static_cast<long long>(end_mono - start_mono_ns_),
@@ -718,8 +776,7 @@ PyObject* Session::stats() {
         static_cast<long long>(active_ ? process_cpu_now_ns() - start_process_cpu_ns_ : 0),
         "paused_ns", static_cast<long long>(paused_ns), "buffer_capacity",
         static_cast<Py_ssize_t>(buffer_.capacity()), "memory_bytes",
-        static_cast<Py_ssize_t>(aggregator_.approx_bytes() + buffer_.bytes() +
-                                codes_.approx_bytes()),
+        static_cast<Py_ssize_t>(memory_bytes()),
         "interval_ns", static_cast<Py_ssize_t>(options_.interval_ns), "service_wakes",
         static_cast<unsigned long long>(service_wakes_.load()), "service_gil_ticks",
         static_cast<unsigned long long>(service_gil_ticks_.load()), "recovered_walks",
@@ -734,7 +791,11 @@ PyObject* Session::stats() {
               put(result, "gc_samples", PyLong_FromUnsignedLongLong(c.gc_samples.load())) &&
               put(result, "subinterpreter_samples",
                   PyLong_FromUnsignedLongLong(c.subinterpreter_samples.load())) &&
-              put(result, "early_signals", PyLong_FromUnsignedLongLong(c.early_signals.load()));
+              put(result, "early_signals", PyLong_FromUnsignedLongLong(c.early_signals.load())) &&
+              put(result, "allocation_failures",
+                  PyLong_FromUnsignedLongLong(resolver_.allocation_failures() + tick_failures_ +
+                                              codes_.lost_deaths())) &&
+              put(result, "memory_limit_bytes", PyLong_FromSize_t(options_.memory_limit_bytes));
     if (!ok) Py_CLEAR(result);
     return result;
 }

@@ -64,12 +64,14 @@ public:
     // Work done on the service thread with the GIL held; also run by
     // stop() and stats() so results are current.
     void service_tick(bool force_names);
+    uint64_t tick_failures() const { return tick_failures_; }
 
     static Session& instance();
 
 private:
     static void* service_main(void* arg);
     void service_loop();
+    void service_tick_unsafe(bool force_names);
     void update_thread_names();
     void check_health();
     // Queue a warning for the program. Any thread, GIL held. Warnings are
@@ -90,6 +92,11 @@ private:
     void on_code_death(PyCodeObject* code);
     static void code_death_trampoline(PyCodeObject* code);
     void release_everything();
+    size_t thread_state_bytes() const;
+    size_t memory_bytes() const;
+    // Bytes the aggregator, code registry and resolver may hold together.
+    size_t resolver_budget() const;
+    void warn_about_memory();
     bool install_gc_callback();  // GIL held; false with an exception set
     void remove_gc_callback();
     PyObject* build_result();
@@ -109,6 +116,8 @@ private:
     std::atomic<bool> flush_scheduled_{false};
     bool warned_timer_failure_ = false;
     bool warned_blocked_ = false;
+    bool warned_memory_ = false;
+    uint64_t tick_failures_ = 0;
     size_t blocked_check_cursor_ = 0;
     std::unordered_map<pid_t, int> sigprof_blocked_;  // tid -> consecutive checks seen blocking
     // What the blocked-SIGPROF check saw of a thread last time: its CPU time
