@@ -117,8 +117,12 @@ def test_speedscope_profile_has_the_hot_function(tmp_path: Path, hot: Path) -> N
     doc = json.loads((tmp_path / "out.json").read_text())
     assert speedscope_share(doc, "hot_loop") > 0.5
     # the runner's frames (spprof, runpy) are not at the root of the stacks
-    roots = {doc["shared"]["frames"][s[0]]["name"] for p in doc["profiles"] for s in p["samples"]}
-    assert roots == {"<module> hot"}
+    # of the target's code (spprof's own start and stop may be sampled too)
+    frames = doc["shared"]["frames"]
+    target = [s for p in doc["profiles"] for s in p["samples"]
+              if any(frames[i]["file"].endswith("hot.py") for i in s)]
+    assert len(target) >= 20
+    assert {frames[s[0]]["name"] for s in target} == {"<module> hot"}
 
 
 def test_collapsed_profile_has_the_hot_function(tmp_path: Path, hot: Path) -> None:
@@ -381,6 +385,113 @@ def test_forked_child_ends_as_without_spprof(
     summaries = [line for line in stderr_lines(proc) if line.startswith("spprof: ")]
     assert len(summaries) == 1 and SUMMARY.match(summaries[0]), proc.stderr
     assert collapsed_share((tmp_path / "out.collapsed").read_text(), "hot_loop") > 0.5
+
+
+USES_THE_API = """\
+import json, sys, time
+import spprof
+
+def burn(cpu_s):
+    end = time.thread_time() + cpu_s
+    while time.thread_time() < end:
+        pass
+
+def outer_work():
+    burn(0.2)
+
+def inner_work():
+    burn(0.2)
+
+def describe(prof):
+    names = {f.function_name for s in prof.samples for f in s.frames}
+    roots = {s.frames[0].function_name for s in prof.samples
+             if s.thread_name == "MainThread" and s.frames}
+    return {"names": sorted(names), "roots": sorted(roots),
+            "cpu_ms": prof.total_cpu_ms, "interval": prof.interval_ms}
+
+report = {"active_at_start": spprof.is_active()}
+outer_work()
+spprof.start(interval_ms=5)
+report["active_inside"] = spprof.is_active()
+inner_work()
+report["start_stop"] = describe(spprof.stop())
+with spprof.Profiler(interval_ms=5) as p:
+    inner_work()
+report["profiler"] = describe(p.profile)
+
+@spprof.profile(interval_ms=5)
+def decorated():
+    inner_work()
+
+decorated()
+report["decorator"] = describe(decorated.last_profile)
+try:
+    spprof.stop()
+except RuntimeError as exc:
+    report["stop_error"] = str(exc)
+outer_work()
+json.dump(report, open(sys.argv[1], "w"))
+sys.exit(5)
+"""
+
+
+def speedscope_cpu_ns(doc: dict, function: str) -> int:
+    frames = doc["shared"]["frames"]
+    wanted = {i for i, f in enumerate(frames) if f["name"] == function}
+    return sum(
+        w
+        for prof in doc["profiles"]
+        for stack, w in zip(prof["samples"], prof["weights"])
+        if wanted.intersection(stack)
+    )
+
+
+def test_target_using_the_api_gets_its_own_sessions_inside_the_run(tmp_path: Path) -> None:
+    write(tmp_path / "app.py", USES_THE_API)
+    proc = spprof("run", "-o", "out.json", "app.py", "report.json", cwd=tmp_path)
+    assert proc.returncode == 5, proc.stderr
+    assert "Traceback" not in proc.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    # the program sees only its own sessions
+    assert report["active_at_start"] is False and report["active_inside"] is True
+    assert "not running" in report["stop_error"]
+    for key in ("start_stop", "profiler", "decorator"):
+        inner = report[key]
+        assert "inner_work" in inner["names"] and "outer_work" not in inner["names"], inner
+        assert inner["roots"] == ["<module> app"], inner  # as under python, no spprof frames
+        assert inner["interval"] == 5 and 150 <= inner["cpu_ms"] <= 400, inner
+    # spprof's own profile covers everything, the program's sessions included
+    doc = json.loads((tmp_path / "out.json").read_text())
+    inner_ns, outer_ns = speedscope_cpu_ns(doc, "inner_work"), speedscope_cpu_ns(doc, "outer_work")
+    assert 0.45e9 <= inner_ns <= 0.9e9, (inner_ns, outer_ns)
+    assert 0.3e9 <= outer_ns <= 0.6e9, (inner_ns, outer_ns)
+    assert SUMMARY.match(stderr_lines(proc)[-1])
+
+
+def test_target_session_left_running_is_saved_at_exit_as_without_spprof(tmp_path: Path) -> None:
+    write(
+        tmp_path / "app.py",
+        "import time, spprof\n"
+        "def inner_work():\n"
+        "    end = time.thread_time() + 0.3\n"
+        "    while time.thread_time() < end:\n"
+        "        pass\n"
+        "spprof.start(interval_ms=5, output_path='own.speedscope.json')\n"
+        "inner_work()\n",
+    )
+    proc = spprof("run", "-o", "out.json", "app.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "could not" not in proc.stderr, proc.stderr
+    ours = json.loads((tmp_path / "out.json").read_text())
+    assert speedscope_cpu_ns(ours, "inner_work") >= 0.2e9
+    own = json.loads((tmp_path / "own.speedscope.json").read_text())
+    assert speedscope_cpu_ns(own, "inner_work") >= 0.2e9
+    names = [f["name"] for f in own["shared"]["frames"]]
+    stacks = [[names[i] for i in s] for p in own["profiles"] for s in p["samples"]]
+    # the program's code starts at its <module>, as under python
+    assert {s[0] for s in stacks if "inner_work" in s} == {"<module> app"}, stacks
+    # spprof run's writing of its own profile is not in the program's
+    assert not any("_write" in s or "render" in s for s in stacks), stacks
 
 
 # -- options --------------------------------------------------------------------------

@@ -460,12 +460,31 @@ def _ensure_process_hooks() -> None:
     if _hooks_installed:
         return
     _hooks_installed = True
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )
+
+
+def _before_fork() -> None:
+    # spprof's service thread pauses across os.fork(): it is not the
+    # program's thread, so it must not make the fork "multi-threaded"
+    # (3.12+ warns then) nor be copied mid-work.
+    if _session is not None and _session.owner_pid == os.getpid():
+        _native().before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    if _session is not None and _session.owner_pid == os.getpid():
+        _native().after_fork_in_parent()
 
 
 def _stop_at_exit() -> None:
     global _exit_hook_ran
     _exit_hook_ran = True
+    if _detached is not None:
+        # spprof run ended without handing the program's session back: it
+        # ends here, saved like any other
+        _host_release()
     if _session is None or _session.owner_pid != os.getpid():
         return
     try:
@@ -601,6 +620,28 @@ def _host_stop() -> Profile:
         return _joined(state.parts)
 
 
+def _host_release() -> None:
+    """After spprof run has written its profile: a session of the program's
+    that was running when the host stopped goes on (spprof's own writing is
+    not in it)."""
+    global _detached
+    with _lock:
+        detached, _detached = _detached, None
+        if detached is None or detached[0].owner_pid != os.getpid():
+            return
+        info, earlier = detached
+        try:
+            start(**info.params)
+        except Exception as exc:
+            _warn(f"spprof: could not continue the program's profiling session: {exc}")
+            if info.output_path is not None:
+                _save_or_warn(_joined(earlier), info.output_path)
+            return
+        assert _session is not None
+        _session.earlier = earlier
+        _session.params = info.params
+
+
 def _start_nested(params: dict[str, Any]) -> None:
     """start() of the program's own session while the host runs (the
     caller holds _lock)."""
@@ -645,25 +686,23 @@ def _resume_host(state: _HostState) -> None:
     _session.host = state
 
 
+# The program's session that was running when the host stopped, with its
+# part so far, until _host_release continues it.
+_detached: tuple[_SessionInfo, list[Profile]] | None = None
+
+
 def _detach_nested(info: _SessionInfo, state: _HostState) -> None:
     """The host ends while the program's own session runs: the session so
-    far goes into the host's profile, and the program's goes on alone."""
+    far goes into the host's profile, and the program's goes on alone once
+    spprof run has written its profile (see _host_release)."""
+    global _detached
     path = info.output_path
     info.nested_in = None
     info.output_path = None
     part = stop()
+    info.output_path = path
     state.parts.append(part)
-    earlier = [*info.earlier, state.trimmed(part)]
-    try:
-        start(**info.params)
-    except Exception as exc:
-        _warn(f"spprof: could not continue the program's profiling session: {exc}")
-        if path is not None:
-            _save_or_warn(_joined(earlier), path)
-        return
-    assert _session is not None
-    _session.earlier = earlier
-    _session.params = info.params
+    _detached = (info, [*info.earlier, state.trimmed(part)])
 
 
 _SUMMED_NEVER = frozenset(("active", "paused", "interval_ns", "last_create_errno", "backend"))

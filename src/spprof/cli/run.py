@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import os
 import runpy
@@ -15,6 +16,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
+from .. import _api
 from .._model import Profile
 from ..writers import get_writer
 from ._options import (
@@ -68,8 +70,6 @@ def execute(ns: argparse.Namespace, target_args: list[str]) -> int:
 def run(config: RunConfig) -> int:
     """Run the target as ``python script.py`` / ``python -m module`` would,
     profiled; return the exit code spprof should end with."""
-    import spprof
-
     if config.module is not None:
         path0 = os.getcwd()
         argv0 = config.module  # runpy replaces it with the module's file
@@ -79,23 +79,31 @@ def run(config: RunConfig) -> int:
         argv0 = config.script
 
     pid = os.getpid()
+    runner_files = _runner_filenames()
     try:
         with _target_environment([argv0, *config.target_args], path0):
             runner = _module_runner(config.module) if config.module else _script_runner(config.script)
-            spprof.start(config.interval_ms, memory_limit_mb=config.memory_limit_mb)
+            # A session of spprof's own, which the target's use of the API
+            # (spprof.start/stop, Profiler, @profile) neither sees nor stops:
+            # the target's sessions run inside it.
+            _api._host_start(
+                config.interval_ms,
+                config.memory_limit_mb,
+                trim=functools.partial(_without_runner_frames, runner=runner_files),
+            )
             code = EXIT_INTERRUPTED
             try:
                 code = _run_target(runner)
             finally:
                 if os.getpid() == pid:
                     with _exit_signals_deferred():
-                        profile = spprof.stop()
+                        profile = _api._host_stop()
         if os.getpid() != pid:
             # A child the target forked (os.fork) returned from the target's
             # code: the session and the profile are the parent's; the child
             # ends with the target's status, as it would under python.
             return code
-        profile = _without_runner_frames(profile)
+        profile = _without_runner_frames(profile, runner_files)
         with _exit_signals_deferred():
             code = _write(profile, config, code)
         if _pending_signal is not None:
@@ -105,6 +113,9 @@ def run(config: RunConfig) -> int:
         return code
     finally:
         _release_exit_signals()
+        if os.getpid() == pid:
+            # a session of the target's still running goes on from here
+            _api._host_release()
 
 
 # -- running the target ----------------------------------------------------------------
@@ -319,8 +330,22 @@ def _exit_signals_deferred() -> Iterator[None]:
 
 def _runner_filenames() -> frozenset[str]:
     """Files of the frames that sit between the interpreter and the target's
-    code in the main thread: the launcher, spprof's CLI and runpy."""
-    names = {runpy.run_path.__code__.co_filename, runpy.__file__ or ""}
+    code in the main thread: the launcher, spprof itself (its CLI, starting
+    and stopping), runpy, and what they call on the way (contextlib,
+    importlib's bootstrap)."""
+    import importlib._bootstrap
+    import importlib._bootstrap_external
+
+    names = {
+        runpy.run_path.__code__.co_filename,
+        runpy.__file__ or "",
+        contextlib.contextmanager.__code__.co_filename,
+        importlib._bootstrap._find_and_load.__code__.co_filename,
+        importlib._bootstrap_external.spec_from_file_location.__code__.co_filename,
+    }
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for directory, _, files in os.walk(package):
+        names.update(os.path.join(directory, f) for f in files if f.endswith(".py"))
     frame = sys._getframe()
     while frame is not None:
         names.add(frame.f_code.co_filename)
@@ -328,11 +353,11 @@ def _runner_filenames() -> frozenset[str]:
     return frozenset(names)
 
 
-def _without_runner_frames(profile: Profile) -> Profile:
-    """The profile with the runner's frames cut from the root of the main
-    thread's stacks, so flame graphs start at the target's ``<module>``.
-    Stacks made only of runner frames (spprof starting or stopping) stay."""
-    runner = _runner_filenames()
+def _without_runner_frames(profile: Profile, runner: frozenset[str]) -> Profile:
+    """The profile with the runner's frames (``runner``: their files, see
+    ``_runner_filenames``) cut from the root of the main thread's stacks, so
+    flame graphs start at the target's ``<module>``. Stacks made only of
+    runner frames (spprof starting or stopping) stay."""
     old_stacks = profile.stacks
     new_stacks: list[tuple] = []
     index: dict[tuple, int] = {}
