@@ -208,6 +208,16 @@ PyObject* native_call_in_main_thread(PyObject*, PyObject* function) {
     Py_RETURN_TRUE;
 }
 
+PyObject* native_before_fork(PyObject*, PyObject*) {
+    Session::instance().before_fork();
+    Py_RETURN_NONE;
+}
+
+PyObject* native_after_fork_in_parent(PyObject*, PyObject*) {
+    Session::instance().after_fork_in_parent();
+    Py_RETURN_NONE;
+}
+
 PyObject* native_gettid(PyObject*, PyObject*) { return PyLong_FromLong(spprof::current_tid()); }
 
 // Test entry point: our decoding of a code object's line table, as a list
@@ -261,6 +271,9 @@ PyMethodDef kMethods[] = {
      "The kernel's SIGPROF disposition: spprof, default, ignore or handler."},
     {"sigprof_release_after_fork", native_sigprof_release_after_fork, METH_NOARGS, nullptr},
     {"call_in_main_thread", native_call_in_main_thread, METH_O, nullptr},
+    {"before_fork", native_before_fork, METH_NOARGS, "os.fork() hook: pause the service thread."},
+    {"after_fork_in_parent", native_after_fork_in_parent, METH_NOARGS,
+     "os.fork() hook in the parent: restart the service thread."},
     {"gettid", native_gettid, METH_NOARGS, "Kernel thread id of the calling thread."},
     {"_line_ranges", native_line_ranges, METH_O, "Test entry point: decoded line table."},
     {nullptr, nullptr, 0, nullptr},

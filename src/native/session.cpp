@@ -275,15 +275,7 @@ bool Session::start(const StartOptions& options) {
     update_thread_names();
     check_health();
 
-    service_stop_.store(false);
-    service_tid_.store(0);
-    // A small stack: the service thread needs little, and a default 8 MiB
-    // reservation can fail under an address-space limit.
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 512 * 1024);
-    int err = pthread_create(&service_thread_, &attr, &Session::service_main, this);
-    pthread_attr_destroy(&attr);
+    int err = start_service_thread();
     if (err != 0) {
         PyObject* discarded = stop();
         Py_XDECREF(discarded);
@@ -291,7 +283,6 @@ bool Session::start(const StartOptions& options) {
         set_profiler_error(std::string("cannot start the service thread: ") + strerror(err));
         return false;
     }
-    service_running_ = true;
     if (flush_warnings() != 0) {
         // Interrupted (Ctrl-C) while warning: the program's exception wins
         // and the session does not stay running behind its back.
@@ -502,7 +493,7 @@ void Session::service_loop() {
         service_tick(false);
         tstate = PyEval_SaveThread();
     }
-    service_cpu_ns_.store(clock_ns(CLOCK_THREAD_CPUTIME_ID));
+    service_cpu_ns_.fetch_add(clock_ns(CLOCK_THREAD_CPUTIME_ID));
     PyEval_RestoreThread(tstate);
     PyGILState_Release(gil);
 }
@@ -652,20 +643,58 @@ bool Session::resume() {
     return true;
 }
 
+int Session::start_service_thread() {
+    service_stop_.store(false);
+    service_tid_.store(0);
+    // A small stack: the service thread needs little, and a default 8 MiB
+    // reservation can fail under an address-space limit.
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 512 * 1024);
+    int err = pthread_create(&service_thread_, &attr, &Session::service_main, this);
+    pthread_attr_destroy(&attr);
+    if (err == 0) service_running_ = true;
+    return err;
+}
+
+void Session::stop_service_thread() {
+    if (!service_running_) return;
+    service_stop_.store(true, std::memory_order_release);
+    uint64_t one = 1;
+    ssize_t ignored = write(wake_fd_, &one, sizeof one);
+    (void)ignored;
+    Py_BEGIN_ALLOW_THREADS pthread_join(service_thread_, nullptr);
+    Py_END_ALLOW_THREADS service_running_ = false;
+    service_tid_.store(0);
+}
+
+void Session::before_fork() {
+    // os.fork() warns (3.12+) when the process has other threads, counting
+    // them in /proc: ours would make every fork of a single-threaded program
+    // warn. The service thread is stopped across the fork; sampling goes on
+    // meanwhile (the handler does not need it), the buffer waits.
+    if (!active_ || !service_running_) return;
+    stop_service_thread();
+    service_paused_for_fork_ = true;
+}
+
+void Session::after_fork_in_parent() {
+    if (!active_ || !service_paused_for_fork_) return;
+    service_paused_for_fork_ = false;
+    if (start_service_thread() != 0) {
+        warn("spprof: cannot restart the service thread after fork(); samples are resolved "
+             "only at stop() from now on (and dropped when the buffer is full)");
+    }
+}
+
 PyObject* Session::stop() {
     if (!active_) {
         PyErr_SetString(PyExc_RuntimeError, "the profiler is not running; call start() first");
         return nullptr;
     }
     HandlerState& st = handler_state();
-    if (service_running_) {
-        service_stop_.store(true, std::memory_order_release);
-        uint64_t one = 1;
-        ssize_t ignored = write(wake_fd_, &one, sizeof one);
-        (void)ignored;
-        Py_BEGIN_ALLOW_THREADS pthread_join(service_thread_, nullptr);
-        Py_END_ALLOW_THREADS service_running_ = false;
-    }
+    stop_service_thread();
+    service_paused_for_fork_ = false;
     update_thread_names();
     if (st.paused.load()) paused_total_ns_ += monotonic_now_ns() - paused_at_ns_;
     int64_t end_mono = monotonic_now_ns();
@@ -740,12 +769,12 @@ PyObject* Session::stats() {
     HandlerCounters& c = st.counters;
     RegistryCounters rc = registry_.counters();
     pid_t self = service_tid_.load();
-    int64_t service_cpu = service_cpu_ns_.load();
+    int64_t service_cpu = service_cpu_ns_.load();  // of service threads that ended
     if (active_ && service_running_ && self != 0) {
         clockid_t clock;
         timespec ts;
         if (pthread_getcpuclockid(service_thread_, &clock) == 0 && clock_gettime(clock, &ts) == 0) {
-            service_cpu = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+            service_cpu += int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
         }
     }
     int64_t now = monotonic_now_ns();
@@ -896,6 +925,7 @@ void Session::after_fork_in_child() {
     restore_signal_handler_after_fork();
     s.registry_.forget_after_fork();
     s.service_running_ = false;  // that thread does not exist in the child
+    s.service_paused_for_fork_ = false;
     compat::remove_code_death_hook();
     s.remove_gc_callback();
     s.release_everything();

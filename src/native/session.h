@@ -60,6 +60,10 @@ public:
     // pthread_atfork child handler (registered once): the child inherits our
     // memory and signal handler but none of the timers or threads.
     static void after_fork_in_child();
+    // os.fork() hooks in the parent (GIL held): the service thread is not
+    // running while the process forks.
+    void before_fork();
+    void after_fork_in_parent();
 
     // Work done on the service thread with the GIL held; also run by
     // stop() and stats() so results are current.
@@ -70,6 +74,8 @@ public:
 
 private:
     static void* service_main(void* arg);
+    int start_service_thread();  // 0 or an errno value
+    void stop_service_thread();  // GIL held; releases it while joining
     void service_loop();
     void service_tick_unsafe(bool force_names);
     void update_thread_names();
@@ -137,6 +143,7 @@ private:
 
     pthread_t service_thread_{};
     bool service_running_ = false;
+    bool service_paused_for_fork_ = false;
     std::atomic<bool> service_stop_{false};
     std::atomic<pid_t> service_tid_{0};
     std::atomic<int64_t> service_cpu_ns_{0};
