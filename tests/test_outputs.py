@@ -203,7 +203,8 @@ emit({{"names": sorted({{f.function_name for s in prof.samples for f in s.frames
     data = re.search(r'<script id="spprof-data" type="application/json">(.*?)</script>', page, re.S)
     assert name in json.loads(data.group(1))["strings"]
     text = Path(f"{out}.txt").read_text()
-    assert re.search(r"%\s+[\d.]+\s+\d+  <module> pkg\.work  +\S*/pkg/work\.py:\d+$", text, re.M), text
+    row = r"%\s+[\d.]+\s+\d+  <module> pkg\.work  +\S*/pkg/work\.py:\d+$"
+    assert re.search(row, text, re.M), text
     doc = decode(Path(f"{out}.pb.gz").read_bytes())
     assert name in doc["string_table"] and "<module>" not in doc["string_table"]
 

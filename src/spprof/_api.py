@@ -390,7 +390,10 @@ def _profile_from_native(raw: dict[str, Any], info: _SessionInfo) -> Profile:
     # Module-level code is named after its module while sys.path is still
     # the one the profiled code imported with.
     frames = name_module_code(
-        [Frame(strings[fcols[i]], strings[fcols[i + 1]], fcols[i + 2]) for i in range(0, len(fcols), 3)]
+        [
+            Frame(strings[fcols[i]], strings[fcols[i + 1]], fcols[i + 2])
+            for i in range(0, len(fcols), 3)
+        ]
     )
     scols = array("q")
     scols.frombytes(raw["stacks"])

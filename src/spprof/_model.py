@@ -113,7 +113,9 @@ def module_code_name(filename: str, search_path: Iterable[str] | None = None) ->
     return f"{MODULE_CODE} {module_name(filename, search_path)}"
 
 
-def name_module_code(frames: Sequence[Frame], search_path: Iterable[str] | None = None) -> list[Frame]:
+def name_module_code(
+    frames: Sequence[Frame], search_path: Iterable[str] | None = None
+) -> list[Frame]:
     """``frames`` with every ``<module>`` frame renamed after its module
     (see :func:`module_name`); other frames are returned unchanged."""
     if search_path is None:

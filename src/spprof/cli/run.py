@@ -82,7 +82,9 @@ def run(config: RunConfig) -> int:
     runner_files = _runner_filenames()
     try:
         with _target_environment([argv0, *config.target_args], path0):
-            runner = _module_runner(config.module) if config.module else _script_runner(config.script)
+            runner = (
+                _module_runner(config.module) if config.module else _script_runner(config.script)
+            )
             # A session of spprof's own, which the target's use of the API
             # (spprof.start/stop, Profiler, @profile) neither sees nor stops:
             # the target's sessions run inside it.
