@@ -78,6 +78,14 @@ WalkResult walk_chain(const compat::InterpreterFrame* frame, const compat::CFram
         }
         frame = frame->previous;
     }
+    if (compat::kHasCFrames && frame == nullptr && !r.invalid && plausible_pointer(cf) &&
+        compat::cframe_previous(cf) != nullptr) {
+        // The chain ended inside a nested eval loop, whose entry frame would
+        // have led to the enclosing loop: a frame being linked in (its
+        // `previous` is not written yet; compilers may order those stores
+        // either way). Not the thread's whole stack.
+        r.invalid = true;
+    }
     return r;
 }
 

@@ -53,6 +53,7 @@ size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& ou
             if (room() == 0) keep = false;
             if (keep && slot->truncated) extend(special_frame("<truncated>", out));
             if (keep && (slot->flags & kSampleSubinterpreter)) extend(special_frame("<subinterpreter>", out));
+            if (keep && (slot->flags & kSampleIncomplete)) extend(special_frame("<unknown stack>", out));
             // Frames were captured leaf first; stacks are built root first. A
             // sample taken during a garbage collection gets <gc> right under
             // the frame that triggered it (frames above it are finalizers the

@@ -25,6 +25,7 @@ struct RawFrame {
 
 // SampleSlot::flags
 inline constexpr uint16_t kSampleSubinterpreter = 1;  // the thread ran another interpreter
+inline constexpr uint16_t kSampleIncomplete = 2;      // the frame chain could not be read
 
 struct SampleSlot {
     std::atomic<uint64_t> seq;

@@ -200,6 +200,16 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
             WalkResult walk = walk_own_stack(tstate, slot->frames, kMaxDepth, gc_frame);
             slot->depth = walk.depth;
             slot->truncated = walk.truncated ? 1 : 0;
+            if (walk.invalid) {
+                // The signal landed while the interpreter was relinking its
+                // frames (an eval loop's prologue, on 3.11/3.12): what was
+                // read cannot be trusted. The sample keeps its weight under
+                // an honest name rather than a wrong or empty stack.
+                slot->depth = 0;
+                slot->truncated = 0;
+                slot->gc_pos = -1;
+                slot->flags |= kSampleIncomplete;
+            }
             if (in_gc) {
                 slot->gc_pos = static_cast<int16_t>(walk.gc_pos >= 0 ? walk.gc_pos : 0);
                 c.gc_samples.fetch_add(1, std::memory_order_relaxed);
