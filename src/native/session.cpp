@@ -563,7 +563,10 @@ size_t Session::memory_bytes() const {
 }
 
 size_t Session::resolver_budget() const {
-    size_t fixed = buffer_.bytes() + thread_state_bytes();
+    // A reserve for what grows between drains without a check of its own
+    // (per-thread records of new threads, tombstones of dying code).
+    size_t reserve = std::min<size_t>(options_.memory_limit_bytes / 32, 64u << 10);
+    size_t fixed = buffer_.bytes() + thread_state_bytes() + reserve;
     return options_.memory_limit_bytes > fixed ? options_.memory_limit_bytes - fixed : 0;
 }
 
