@@ -201,6 +201,20 @@ def start(
     path = _check_output_path(output_path)
     take_over = _check_take_over_sigprof(take_over_sigprof)
     backend = _check_backend(backend)
+    native = _native()
+    was_active = native.is_active()
+    try:
+        _start_locked(interval, path, limit, take_over, backend)
+    except BaseException:
+        # A Ctrl-C can arrive anywhere in here, even as start() returns: a
+        # session this call created must not go on behind the program's back.
+        if not was_active and native.is_active():
+            _abandon_session()
+        raise
+
+
+def _start_locked(interval: int, path: str | None, limit: float, take_over: bool, backend: str) -> None:
+    global _session
     with _lock:
         if _session is not None and _session.owner_pid == os.getpid():
             if _session.host is None:
@@ -233,6 +247,21 @@ def start(
         _stop_late_session_when_handler_returns()
 
 
+def _abandon_session() -> None:
+    """Stop a session whose start() was interrupted, discarding it."""
+    global _session
+    native = _native()
+    try:
+        if native.is_active():
+            native.stop()
+    finally:
+        _session = None
+        try:
+            _threads.uninstall()
+        finally:
+            _signals.session_stopped()
+
+
 def _wall_ns() -> int:
     import time
 
@@ -254,10 +283,18 @@ def stop() -> Profile:
         if _session.nested_in is not None:
             return _stop_nested()
         info = _session
-        _threads.uninstall()
-        raw = _native().stop()
-        _session = None
-        _signals.session_stopped()
+        native = _native()
+        try:
+            raw = native.stop()
+        finally:
+            # Interrupted before the native stop: still running, nothing
+            # changes. After it: the session is over whatever else happens.
+            if not native.is_active():
+                _session = None
+                try:
+                    _threads.uninstall()
+                finally:
+                    _signals.session_stopped()
     prof = _profile_from_native(raw, info)
     if info.earlier:
         prof = _joined([*info.earlier, prof])
@@ -754,6 +791,7 @@ class Profiler:
         self.take_over_sigprof = _check_take_over_sigprof(take_over_sigprof)
         self.profile: Profile | None = None
         self._running = False
+        self._info: _SessionInfo | None = None
 
     def start(self) -> Profiler:
         start(
@@ -763,14 +801,20 @@ class Profiler:
             take_over_sigprof=self.take_over_sigprof,
             backend=self.backend,
         )
+        self._info = _session
         self._running = True
         return self
 
     def stop(self) -> Profile:
         if not self._running:
             raise RuntimeError("this Profiler is not running")
-        self._running = False
-        self.profile = stop()
+        try:
+            self.profile = stop()
+        finally:
+            # Only once the session really ended (a Ctrl-C can interrupt
+            # stop() before it did: then it is still this Profiler's to stop).
+            if _session is not self._info:
+                self._running = False
         return self.profile
 
     def pause(self) -> bool:
@@ -783,8 +827,19 @@ class Profiler:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        if self._running:
-            self.stop()
+        # The block is over: the session ends here even if a Ctrl-C
+        # interrupts the first attempt to stop it; the interrupt is then
+        # re-raised, once.
+        interrupted: BaseException | None = None
+        for _ in range(3):
+            if not self._running:
+                break
+            try:
+                self.stop()
+            except BaseException as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
 
 
 @overload
