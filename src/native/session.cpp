@@ -757,9 +757,16 @@ PyObject* int64_bytes(const std::vector<int64_t>& v) {
 }
 
 // Steals `value`; false (exception set) if it is null or cannot be stored.
+// Keys are interned once and kept: PyDict_SetItemString would intern a new
+// key string on every call, and once the result dict is gone the interned
+// table would drop it again; the churn makes the interpreter's table of
+// interned strings grow and shrink with every session.
 bool put(PyObject* dict, const char* key, PyObject* value) {
     if (value == nullptr) return false;
-    int rc = PyDict_SetItemString(dict, key, value);
+    static std::unordered_map<const char*, PyObject*> keys;  // GIL held
+    PyObject*& k = keys[key];
+    if (k == nullptr) k = PyUnicode_InternFromString(key);
+    int rc = k != nullptr ? PyDict_SetItem(dict, k, value) : -1;
     Py_DECREF(value);
     return rc == 0;
 }

@@ -105,7 +105,8 @@ def rss_bytes() -> int:
 
 
 def sigprof_timers() -> list[str]:
-    """IDs of this process's POSIX timers that deliver SIGPROF."""
+    """IDs of this process's sampling timers: POSIX timers that deliver
+    SIGPROF, and perf_event descriptors."""
     found, current = [], None
     with open("/proc/self/timers") as f:
         for line in f:
@@ -115,6 +116,12 @@ def sigprof_timers() -> list[str]:
                 current = value
             elif key == "signal" and value.split("/")[0] == str(SIGPROF):
                 found.append(current)
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[perf_event]":
+                found.append(f"perf-fd-{fd}")
+        except OSError:
+            pass
     return found
 
 
@@ -294,7 +301,10 @@ def one_cycle(i: int, rng: random.Random, burst_s: float, totals: Totals) -> Non
     errors: list[str] = []
     interval = rng.choice((1, 1, 1, 2, 5))
     limit = 1 if i % 7 == 3 else 100  # the smallest sample buffer too
-    spprof.start(interval_ms=interval, memory_limit_mb=limit)
+    # Both timer backends (perf_event falls back to timer_create where the
+    # system refuses it).
+    backend = "timer_create" if i % 2 else "auto"
+    spprof.start(interval_ms=interval, memory_limit_mb=limit, backend=backend)
     check(spprof.is_active(), "is_active() false right after start()")
 
     if i % 11 == 0:
