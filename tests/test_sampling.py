@@ -263,3 +263,52 @@ emit({"ok": sum(1 for c in chains if c[-2:] == ["consume", "produce"]), "n": len
 """
     )
     assert result["ok"] >= 0.8 * result["n"], result
+
+
+def test_many_tasks_with_async_generators_have_whole_stacks():
+    """5000 asyncio tasks iterating async generators, sampled at 1 ms: the
+    event loop resumes each coroutine in a nested eval loop, and a signal can
+    land while the interpreter links that loop's frames. Such a sample must
+    not come out as an empty stack or a partial one (rooted at the async
+    generator instead of the module): either the whole stack, or, at worst
+    and rarely, the honest `<unknown stack>` marker with its weight."""
+    result = run_scenario(
+        """
+import asyncio, spprof
+async def agen(n):
+    for i in range(n):
+        s = 0
+        for j in range(300):
+            s += j
+        yield s
+        await asyncio.sleep(0)
+async def task(k):
+    t = 0
+    async for v in agen(25):
+        t += v
+    return t
+async def main():
+    await asyncio.gather(*(task(k) for k in range(5000)))
+spprof.start(interval_ms=1)
+asyncio.run(main())
+p = spprof.stop()
+roots = {}
+for s in p.samples:
+    r = s.frames[0].function_name if s.frames else None
+    roots[r] = roots.get(r, 0) + 1
+deep = sum(1 for s in p.samples if [f.function_name for f in s.frames][-2:] == ["task", "agen"])
+emit({"n": len(p.samples), "roots": {str(k): v for k, v in roots.items()}, "deep": deep,
+      "walk_errors": p.stats.walk_errors})
+""",
+        timeout=180,
+    )
+    n = result["n"]
+    roots = result["roots"]
+    assert n > 300, result
+    assert roots.get("None", 0) == 0, result  # no empty stack
+    unknown = roots.get("<unknown stack>", 0)
+    # every other sample starts at the module's code
+    assert all(r.startswith("<module>") or r == "<unknown stack>" for r in roots), result
+    assert unknown <= 0.01 * n and unknown == result["walk_errors"], result
+    # and the work inside the generators is seen where it runs
+    assert result["deep"] >= 0.3 * n, result
