@@ -405,8 +405,10 @@ def test_session_adds_no_collections():
     """An allocation-free workload (integer arithmetic on the main thread and
     three worker threads, ~300 ms of CPU each) is run once without and once
     with a profiling session, in the same process. The gen0 threshold is 1
-    during both, so any two tracked Python objects the profiler keeps alive
-    at once (it must create none on the program's heap) start a collection.
+    during both, so any tracked Python object created because of the
+    profiler (it must create none on the program's heap; that includes the
+    info dicts CPython builds for each gc.callbacks entry at every
+    collection) changes when collections happen.
 
     Checks: the number of collections of each generation during the
     workload (gc.get_stats() before/after) is the same with the session as
@@ -548,6 +550,9 @@ def profiled_ms(rec):
 
 for rec in fresh + [r for pair in pairs for r in pair]:
     rec["profiled_ms"] = profiled_ms(rec)
+    mine = [s for s in prof.samples if s.thread_id == rec["tid"]]
+    rec["samples"] = len(mine)
+    rec["max_weight"] = max((s.weight for s in mine), default=0)
     rec["cpu_ms"] = rec.pop("cpu") * 1000
 emit({
     "fresh": fresh,
@@ -560,7 +565,8 @@ emit({
     print(result)
 
     def fmt(rec):
-        return f"{rec['fn']} tid {rec['tid']}: {rec['profiled_ms']:.0f}/{rec['cpu_ms']:.0f} ms"
+        return (f"{rec['fn']} tid {rec['tid']}: {rec['profiled_ms']:.0f}/{rec['cpu_ms']:.0f} ms"
+                f" ({rec['samples']} samples, max weight {rec['max_weight']})")
 
     threads = result["fresh"] + [new for _, new in result["pairs"]]
     short = [r for r in threads if not 0.7 * r["cpu_ms"] <= r["profiled_ms"] <= 1.3 * r["cpu_ms"]]
