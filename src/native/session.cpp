@@ -763,8 +763,10 @@ PyObject* int64_bytes(const std::vector<int64_t>& v) {
 // interned strings grow and shrink with every session.
 bool put(PyObject* dict, const char* key, PyObject* value) {
     if (value == nullptr) return false;
-    static std::unordered_map<const char*, PyObject*> keys;  // GIL held
-    PyObject*& k = keys[key];
+    // Never destroyed (like the session): the strings stay referenced
+    // until the process ends, so leak checkers see them as reachable.
+    static auto* keys = new std::unordered_map<const char*, PyObject*>();  // GIL held
+    PyObject*& k = (*keys)[key];
     if (k == nullptr) k = PyUnicode_InternFromString(key);
     int rc = k != nullptr ? PyDict_SetItem(dict, k, value) : -1;
     Py_DECREF(value);

@@ -318,10 +318,11 @@ def _save_or_warn(prof: Profile, path: str) -> None:
 def is_active() -> bool:
     """True while a session is running in this process (spprof run's own
     session does not count: the program sees only its own)."""
+    session = _session  # read once: another thread may end the session meanwhile
     return (
-        _session is not None
-        and _session.owner_pid == os.getpid()
-        and _session.host is None
+        session is not None
+        and session.owner_pid == os.getpid()
+        and session.host is None
         and _native().is_active()
     )
 
