@@ -254,6 +254,9 @@ bool Session::start(const StartOptions& options) {
     st.active.store(true, std::memory_order_seq_cst);
     active_ = true;
 
+    // The thread that starts the session first: when timers are scarce
+    // (RLIMIT_SIGPENDING, descriptors), the one that asked gets one.
+    registry_.register_thread(current_tid(), compat::thread_state_unique_id(PyThreadState_Get()));
     registry_.sync_with_interpreter(PyThreadState_GetInterpreter(PyThreadState_Get()));
     if (registry_.size() == 0) {
         RegistryCounters c = registry_.counters();
