@@ -237,7 +237,10 @@ with warnings.catch_warnings(record=True) as caught:
     blocked_stat = spprof.stats().sigprof_blocked_threads
     prof = spprof.stop()
 msgs = [str(w.message) for w in caught]
-emit({"hung": hung, "from_blocked": sum(1 for s in prof.samples if s.thread_id == info["tid"]),
+# The thread is sampled from its first instruction, so the little CPU it
+# uses before it blocks SIGPROF may be; nothing after (while it burns).
+emit({"hung": hung, "from_blocked": sum(1 for s in prof.samples if s.thread_id == info["tid"]
+                                        and any(f.function_name == "burn" for f in s.frames)),
       "main": sum(1 for s in prof.samples if s.thread_id == threading.get_native_id()),
       "warned": any("blocks SIGPROF" in m for m in msgs), "blocked_stat": blocked_stat, "msgs": msgs})
 """
