@@ -58,6 +58,7 @@ PyObject* native_start(PyObject*, PyObject* args, PyObject* kwargs) {
                      PyTuple_GET_SIZE(args) > 4 ? PyTuple_GET_ITEM(args, 4) : Py_None);
         return nullptr;
     }
+    spprof::prepare_thread_for_exceptions();
     try {
         if (!Session::instance().start(opts)) return nullptr;
     } catch (const std::bad_alloc&) {
@@ -71,6 +72,7 @@ PyObject* native_start(PyObject*, PyObject* args, PyObject* kwargs) {
 // each step that can fail is guarded inside).
 template <typename F>
 PyObject* guarded(F&& f) {
+    spprof::prepare_thread_for_exceptions();
     try {
         return f();
     } catch (const std::bad_alloc&) {
@@ -131,6 +133,7 @@ PyObject* native_thread_bootstrap(PyObject*, PyObject* args) {
                           &PyDict_Type, &kwargs)) {
         return nullptr;
     }
+    spprof::prepare_thread_for_exceptions();
     try {
         Session::instance().register_current_thread();
     } catch (const std::exception&) {
@@ -287,6 +290,7 @@ PyModuleDef kModule = {
 }  // namespace
 
 PyMODINIT_FUNC PyInit__native() {
+    spprof::prepare_thread_for_exceptions();
     PyObject* m = PyModule_Create(&kModule);
     if (m == nullptr) return nullptr;
     if (PyModule_AddIntConstant(m, "MAX_DEPTH", spprof::kMaxDepth) < 0 ||

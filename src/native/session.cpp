@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <exception>
 #include <new>
 #include <cstdio>
 #include <vector>
@@ -64,6 +65,12 @@ PyObject* set_profiler_error(const std::string& message) {
     return nullptr;
 }
 }  // namespace
+
+void prepare_thread_for_exceptions() {
+    // Reads the runtime's per-thread exception globals (allocating them).
+    volatile int n = std::uncaught_exceptions();
+    (void)n;
+}
 
 int64_t monotonic_now_ns() { return clock_ns(CLOCK_MONOTONIC); }
 int64_t process_cpu_now_ns() { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
@@ -382,6 +389,7 @@ void* Session::service_main(void* arg) {
 }
 
 void Session::service_loop() {
+    prepare_thread_for_exceptions();
     service_tid_.store(current_tid());
     PyGILState_STATE gil = PyGILState_Ensure();
     PyThreadState* tstate = PyEval_SaveThread();
