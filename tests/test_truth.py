@@ -407,6 +407,76 @@ emit({
     assert not misplaced, f"<gc> not directly under make_cycles: {misplaced}; {result}"
 
 
+def test_gc_finalizer_frames_come_after_gc():
+    """Finalizers that run Python code during a collection: objects of
+    Finalized sit in reference cycles (so only the collector frees them) and
+    their __del__ burns 200 us of CPU in finalizer_work. One such object is
+    made per 100 iterations of make_cycles, the only function that
+    allocates, so about two thirds of the CPU is spent in finalizers.
+
+    Checks: every sample in finalizer_work ends with
+    make_cycles > <gc> > Finalized.__del__ > finalizer_work: `<gc>` sits
+    under the frame whose allocation triggered the collection, and the
+    finalizer's frames come after it (not `<gc>` on top of the finalizer,
+    which would make collection time look like finalizer time and lose
+    where the collection came from)."""
+    result = run_scenario(
+        WEIGHT_SRC
+        + """
+import gc, spprof
+
+class Finalized:
+    def __del__(self):
+        finalizer_work()
+
+def finalizer_work():
+    end = time.thread_time() + 0.0002
+    while time.thread_time() < end:
+        pass
+
+def make_cycles(n):
+    for i in range(n):
+        if i % 100 == 0:
+            f = Finalized()
+            f.me = f
+        a = [i]
+        b = {"a": a}
+        a.append(b)
+
+def gc_workload(cpu_s):
+    end = time.thread_time() + cpu_s
+    while time.thread_time() < end:
+        make_cycles(20000)
+
+gc.collect()
+spprof.start(interval_ms=1)
+gc_workload(2.0)
+prof = spprof.stop()
+gc.collect()
+
+shapes = {}
+for s in prof.samples:
+    names = [f.function_name for f in s.frames]
+    if "finalizer_work" not in names:
+        continue
+    k = names.index("finalizer_work")
+    key = " > ".join(names[max(0, k - 3):])
+    shapes[key] = shapes.get(key, 0) + s.weight
+emit({"shapes": shapes, "samples": prof.sample_count,
+      "in_workload": weight_where(prof, lambda st: stack_has(st, "gc_workload"))})
+""",
+        timeout=300,
+    )
+    print(result)
+    expected = "make_cycles > <gc> > Finalized.__del__ > finalizer_work"
+    in_finalizers = sum(result["shapes"].values())
+    assert in_finalizers >= 0.4 * result["in_workload"] > 0, result
+    wrong = {k: w for k, w in result["shapes"].items() if k != expected}
+    assert not wrong, (
+        f"finalizer samples not as {expected!r}: {wrong} "
+        f"({sum(wrong.values())} of {in_finalizers} ms)"
+    )
+
 def test_session_adds_no_collections():
     """An allocation-free workload (integer arithmetic on the main thread and
     three worker threads, ~300 ms of CPU each) is run once without and once
