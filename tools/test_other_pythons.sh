@@ -32,7 +32,7 @@ for minor in 3.12 3.13; do
   "$venv/bin/pip" install -q --no-build-isolation --force-reinstall --no-deps \
     --config-settings=build-dir="$root/build/cmake-$minor" .
   (cd tests && "$root/$venv/bin/python" -m pytest -q -p no:cacheprovider --rootdir="$root/build" \
-     test_sampling.py test_threading.py test_api.py test_outputs.py test_platform.py test_truth.py test_sigprof_coexistence.py) || status=1
+     test_sampling.py test_threading.py test_api.py test_outputs.py test_platform.py test_truth.py test_sigprof_coexistence.py test_robustness.py) || status=1
 done
 echo "test-versions: $found other Python version(s) tested"
 exit $status
