@@ -621,6 +621,19 @@ void Session::before_fork() {
 
 void Session::after_fork_in_parent() {
     if (!active_ || !service_paused_for_fork_) return;
+    // Not from this hook: 3.13 counts the process's threads for its warning
+    // after the fork hooks ran. The main thread restarts it at its next
+    // check for pending calls, or any spprof call that comes first.
+    if (Py_AddPendingCall(&Session::restart_service_pending, nullptr) != 0) resume_service_after_fork();
+}
+
+int Session::restart_service_pending(void*) {
+    instance().resume_service_after_fork();
+    return 0;
+}
+
+void Session::resume_service_after_fork() {
+    if (!active_ || !service_paused_for_fork_) return;
     service_paused_for_fork_ = false;
     if (start_service_thread() != 0) {
         warn("spprof: cannot restart the service thread after fork(); samples are resolved "
@@ -712,6 +725,7 @@ bool put(PyObject* dict, const char* key, PyObject* value) {
 }  // namespace
 
 PyObject* Session::stats() {
+    resume_service_after_fork();
     if (active_) service_tick(false);
     if (flush_warnings() != 0) return nullptr;
     HandlerState& st = handler_state();
@@ -847,6 +861,7 @@ PyObject* Session::build_result() {
 
 int Session::register_current_thread() {
     if (!active_) return 0;
+    resume_service_after_fork();
     PyThreadState* ts = PyThreadState_Get();
     return registry_.register_thread(current_tid(), compat::thread_state_unique_id(ts)) ? 1 : 0;
 }

@@ -64,6 +64,7 @@ public:
     // running while the process forks.
     void before_fork();
     void after_fork_in_parent();
+    void resume_service_after_fork();  // GIL held; no-op unless paused for a fork
 
     // Work done on the service thread with the GIL held; also run by
     // stop() and stats() so results are current.
@@ -94,6 +95,7 @@ public:
     static int flush_warnings();
 private:
     static int pending_flush(void*);
+    static int restart_service_pending(void*);
     std::string timer_failure_message(int err) const;
     void on_code_death(PyCodeObject* code);
     static void code_death_trampoline(PyCodeObject* code);

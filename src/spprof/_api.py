@@ -65,10 +65,39 @@ class _SessionInfo:
 _session: _SessionInfo | None = None
 
 
-def _native() -> Any:
-    from . import _native as native
+_native_module: Any = None
 
-    return native
+
+def _native() -> Any:
+    # Imported once and kept: an import on every call would run importlib's
+    # Python code (where a Ctrl-C can land) in start() and stop().
+    global _native_module
+    if _native_module is None:
+        from . import _native as native
+
+        _native_module = native
+    return _native_module
+
+
+def _reconcile() -> None:
+    """Forget a session the native core no longer runs: a Ctrl-C that
+    landed right after the native stop (or an interrupted start) can leave
+    the Python side behind. Lock held."""
+    global _session
+    session = _session
+    if (
+        session is not None
+        and session.owner_pid == os.getpid()
+        and session.host is None
+        and session.nested_in is None
+        and not _native().is_active()
+    ):
+        _session = None
+    if _session is None:
+        try:
+            _threads.uninstall()
+        finally:
+            _signals.session_stopped()
 
 
 # -- argument checks -----------------------------------------------------------
@@ -216,6 +245,7 @@ def start(
 def _start_locked(interval: int, path: str | None, limit: float, take_over: bool, backend: str) -> None:
     global _session
     with _lock:
+        _reconcile()
         if _session is not None and _session.owner_pid == os.getpid():
             if _session.host is None:
                 raise RuntimeError("the profiler is already running; call spprof.stop() first")
@@ -262,6 +292,11 @@ def _abandon_session() -> None:
             _signals.session_stopped()
 
 
+def _platform_string() -> str:
+    u = os.uname()
+    return f"{u.sysname}-{u.release}-{u.machine}"
+
+
 def _wall_ns() -> int:
     import time
 
@@ -275,8 +310,33 @@ def stop() -> Profile:
     too; a failed save is reported with a warning and the profile is still
     returned. Raises ``RuntimeError`` when no session is running.
     """
+    try:
+        return _stop()
+    except BaseException:
+        # Interrupted (Ctrl-C) anywhere in stop(): the session ends all the
+        # same (its profile is lost), then the interrupt goes on.
+        _finish_interrupted_stop()
+        raise
+
+
+def _finish_interrupted_stop() -> None:
+    with _lock:
+        session = _session
+        if (
+            session is not None
+            and session.owner_pid == os.getpid()
+            and session.host is None
+            and session.nested_in is None
+            and _native().is_active()
+        ):
+            _native().stop()
+        _reconcile()
+
+
+def _stop() -> Profile:
     global _session
     with _lock:
+        _reconcile()
         # spprof run's own session is not the program's to stop
         if _session is None or _session.owner_pid != os.getpid() or _session.host is not None:
             raise RuntimeError("the profiler is not running; call spprof.start() first")
@@ -485,7 +545,9 @@ def _profile_from_native(raw: dict[str, Any], info: _SessionInfo) -> Profile:
         thread_names=dict(raw["thread_names"]),
         dropped_count=raw["buffer_dropped"] + raw["memory_dropped"],
         python_version=_platform.python_version(),
-        platform=_platform.platform(),
+        # Not platform.platform(): it runs `uname -p` in a subprocess, a
+        # fork of the program at every first stop().
+        platform=_platform_string(),
     )
     prof.stats = ProfilerStats.from_native({k: v for k, v in raw.items() if k not in _RESULT_ONLY})
     return prof
@@ -501,22 +563,16 @@ def _ensure_process_hooks() -> None:
     if _hooks_installed:
         return
     _hooks_installed = True
+    native = _native()
+    # The parent's hooks are the native functions themselves: no Python code
+    # of spprof runs inside os.fork(), so the service thread is restarted
+    # (from a pending call) only after os.fork() counted the process's
+    # threads for its "multi-threaded" warning (3.13 counts after the hooks).
     os.register_at_fork(
-        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+        before=native.before_fork,
+        after_in_parent=native.after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
     )
-
-
-def _before_fork() -> None:
-    # spprof's service thread pauses across os.fork(): it is not the
-    # program's thread, so it must not make the fork "multi-threaded"
-    # (3.12+ warns then) nor be copied mid-work.
-    if _session is not None and _session.owner_pid == os.getpid():
-        _native().before_fork()
-
-
-def _after_fork_in_parent() -> None:
-    if _session is not None and _session.owner_pid == os.getpid():
-        _native().after_fork_in_parent()
 
 
 def _stop_at_exit() -> None:
@@ -944,9 +1000,13 @@ def profile(
                 if is_active():
                     return await fn(*args, **kwargs)
                 prof = Profiler(interval, path)
-                with prof:
-                    result = await fn(*args, **kwargs)
-                async_wrapper.last_profile = prof.profile  # type: ignore[attr-defined]
+                try:
+                    with prof:
+                        result = await fn(*args, **kwargs)
+                finally:
+                    if prof._running:
+                        prof.stop()
+                    async_wrapper.last_profile = prof.profile  # type: ignore[attr-defined]
                 return result
 
             async_wrapper.last_profile = None  # type: ignore[attr-defined]
@@ -961,6 +1021,10 @@ def profile(
                 with prof:
                     return fn(*args, **kwargs)
             finally:
+                # A Ctrl-C landing as __exit__ is entered skips its body:
+                # the session still ends with the call.
+                if prof._running:
+                    prof.stop()
                 wrapper.last_profile = prof.profile  # type: ignore[attr-defined]
 
         wrapper.last_profile = None  # type: ignore[attr-defined]

@@ -139,8 +139,10 @@ def session_started() -> None:
     for name, make in (("signal", _make_signal), ("getsignal", _make_getsignal)):
         original = _original(name)
         wrapper = make(original, token)
-        setattr(_signal, name, wrapper)
+        # Recorded before it is installed: an interrupt in between must not
+        # leave a wrapper nobody knows to take out.
         _wrapped[name] = (original, wrapper)
+        setattr(_signal, name, wrapper)
     _active = True
     if not _fork_hook:
         _fork_hook = True
@@ -163,6 +165,8 @@ def session_stopped() -> None:
     """Right after the native session stopped (timers deleted, SIGPROF's
     disposition put back, or left to whoever replaced our handler)."""
     if not _active:
+        if _wrapped:  # a start() interrupted half-way
+            _unwrap()
         return
     original_signal, original_getsignal = _unwrap()
     if _native.sigprof_restored():
