@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 OUT := build/demo
-NATIVE_SOURCES := $(wildcard src/native/*.cpp src/native/*.c src/native/*.h) CMakeLists.txt pyproject.toml
+NATIVE_SOURCES := $(wildcard src/native/*.cpp src/native/*.h) CMakeLists.txt pyproject.toml
 
 .PHONY: all venv build run test test-fast test-versions bench memcheck clean system-deps
 

@@ -167,34 +167,6 @@ inline PyThreadState* own_thread_state() { return PyGILState_GetThisThreadState(
 // The interpreter a thread state belongs to. ASYNC-SIGNAL-SAFE (a field).
 inline void* thread_state_interp(PyThreadState* tstate) { return tstate->interp; }
 
-// -- garbage collection --------------------------------------------------------
-
-}  // namespace spprof::compat
-extern "C" const size_t spprof_gc_collecting_offset;  // compat_internal.c
-namespace spprof::compat {
-
-// Whether interpreter `interp` is running a garbage collection (its
-// internal `gc.collecting` flag; a plain int load). ASYNC-SIGNAL-SAFE.
-inline bool gc_collecting(void* interp) {
-    if (interp == nullptr) return false;
-    return *reinterpret_cast<volatile const int*>(static_cast<char*>(interp) +
-                                                  spprof_gc_collecting_offset) != 0;
-}
-
-// The thread state attached to the interpreter on the calling thread, if
-// any: 3.11 keeps the GIL holder's in a global (so: this thread's only while
-// it holds the GIL), 3.12+ the calling thread's in a thread-local that is
-// cleared while it runs without the GIL. Neither aborts when there is none
-// (unlike PyThreadState_Get). ASYNC-SIGNAL-SAFE: one load (the thread-local
-// is libpython's, in its static TLS block).
-inline PyThreadState* attached_thread_state() {
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyThreadState_GetUnchecked();
-#else
-    return _PyThreadState_UncheckedGet();
-#endif
-}
-
 // Kernel thread id of a thread state (0 while not yet bound to a thread).
 inline unsigned long thread_state_native_id(PyThreadState* tstate) {
     return tstate->native_thread_id;

@@ -19,7 +19,7 @@ inline bool plausible_pointer(const void* p) {
 // Walk from `frame`, the current frame of C frame `cf` (3.11/3.12; unused
 // on 3.13).
 WalkResult walk_chain(const compat::InterpreterFrame* frame, const compat::CFrame* cf,
-                      RawFrame* out, int max_frames) {
+                      RawFrame* out, int max_frames, const void* gc_frame) {
     WalkResult r;
     // Brent's cycle detection: remember one frame, compare each new frame
     // with it, move the checkpoint forward at powers of two. O(n), no memory.
@@ -64,6 +64,7 @@ WalkResult walk_chain(const compat::InterpreterFrame* frame, const compat::CFram
             if (plausible_pointer(code) && plausible_pointer(Py_TYPE(code)) &&
                 Py_TYPE(code) == &PyCode_Type) {
                 if (r.depth < max_frames) {
+                    if (frame == gc_frame && r.gc_pos < 0) r.gc_pos = static_cast<int16_t>(r.depth);
                     int32_t idx = compat::frame_instr_index(frame, code);
                     if (idx < 0 || idx >= Py_SIZE(code)) idx = -1;
                     out[r.depth].code = reinterpret_cast<uintptr_t>(code);
@@ -90,14 +91,15 @@ WalkResult walk_chain(const compat::InterpreterFrame* frame, const compat::CFram
 
 }  // namespace
 
-WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames) {
+WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames,
+                          const void* gc_frame) {
     if (!plausible_pointer(tstate)) {
         WalkResult r;
         r.invalid = true;
         return r;
     }
     if constexpr (!compat::kHasCFrames) {
-        return walk_chain(compat::current_frame(tstate), nullptr, out, max_frames);
+        return walk_chain(compat::current_frame(tstate), nullptr, out, max_frames, gc_frame);
     } else {
         const compat::CFrame* cf = compat::top_cframe(tstate);
         if (cf == nullptr) return WalkResult{};
@@ -106,14 +108,14 @@ WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames) 
             r.invalid = true;
             return r;
         }
-        WalkResult r = walk_chain(compat::cframe_current(cf), cf, out, max_frames);
+        WalkResult r = walk_chain(compat::cframe_current(cf), cf, out, max_frames, gc_frame);
         if (!r.invalid) return r;
         // Most likely the signal landed in an eval loop's prologue (see
         // compat.h): that loop has not started its frame yet, so the stack
         // is the enclosing loop's.
         const compat::CFrame* outer = compat::cframe_previous(cf);
         if (outer == nullptr || !plausible_pointer(outer)) return r;
-        WalkResult again = walk_chain(compat::cframe_current(outer), outer, out, max_frames);
+        WalkResult again = walk_chain(compat::cframe_current(outer), outer, out, max_frames, gc_frame);
         if (again.invalid) return again;
         again.recovered = true;
         return again;

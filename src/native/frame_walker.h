@@ -20,10 +20,14 @@ struct WalkResult {
     bool truncated = false;   // more frames existed than `max_frames`
     bool invalid = false;     // an invalid pointer or a cycle stopped the walk
     bool recovered = false;   // walked from the enclosing eval loop (compat.h)
+    int16_t gc_pos = -1;      // index in `out` of the frame `gc_frame`, if met
 };
 
 // Walk the frames of `tstate`, which must be the calling thread's own thread
-// state (its frames cannot change while this runs). ASYNC-SIGNAL-SAFE.
-WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames);
+// state (its frames cannot change while this runs). When `gc_frame` is not
+// null, the index of that frame among those written is reported as gc_pos.
+// ASYNC-SIGNAL-SAFE.
+WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames,
+                          const void* gc_frame = nullptr);
 
 }  // namespace spprof

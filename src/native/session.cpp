@@ -83,6 +83,71 @@ Session& Session::instance() {
 
 void Session::code_death_trampoline(PyCodeObject* code) { instance().on_code_death(code); }
 
+namespace {
+// gc.callbacks entry: tells the signal handler which thread is collecting
+// and from which frame, so its samples get a <gc> frame there. Runs on the
+// collecting thread with the GIL; creates no objects.
+PyObject* gc_phase(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    HandlerState& st = handler_state();
+    if (nargs >= 1 && PyUnicode_Check(args[0])) {
+        if (PyUnicode_CompareWithASCIIString(args[0], "start") == 0) {
+            static thread_local pid_t tid = 0;
+            if (tid == 0) tid = current_tid();
+            PyThreadState* ts = PyThreadState_Get();
+            st.gc_frame.store(compat::current_frame(ts), std::memory_order_release);
+            st.gc_tid.store(tid, std::memory_order_release);
+        } else {
+            st.gc_tid.store(0, std::memory_order_release);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+PyMethodDef g_gc_phase_def = {"_spprof_gc_phase", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(gc_phase)),
+                              METH_FASTCALL, "spprof: marks garbage collections for the sampler."};
+
+PyObject* gc_callbacks_list() {
+    // New reference to gc.callbacks, or nullptr (no exception) when absent.
+    PyObject* gc = PyImport_ImportModule("gc");
+    PyObject* list = gc ? PyObject_GetAttrString(gc, "callbacks") : nullptr;
+    Py_XDECREF(gc);
+    if (list == nullptr || !PyList_Check(list)) {
+        PyErr_Clear();
+        Py_XDECREF(list);
+        return nullptr;
+    }
+    return list;
+}
+}  // namespace
+
+bool Session::install_gc_callback() {
+    if (gc_callback_ == nullptr) {
+        gc_callback_ = PyCFunction_New(&g_gc_phase_def, nullptr);
+        if (gc_callback_ == nullptr) return false;
+    }
+    PyObject* list = gc_callbacks_list();
+    if (list == nullptr) return true;  // no gc.callbacks: GC simply is not marked
+    int rc = PyList_Append(list, gc_callback_);
+    Py_DECREF(list);
+    if (rc < 0) return false;
+    gc_callback_installed_ = true;
+    return true;
+}
+
+void Session::remove_gc_callback() {
+    handler_state().gc_tid.store(0);
+    if (!gc_callback_installed_) return;
+    gc_callback_installed_ = false;
+    PyObject* list = gc_callbacks_list();
+    if (list == nullptr) return;
+    for (Py_ssize_t i = PyList_GET_SIZE(list) - 1; i >= 0; --i) {
+        if (PyList_GET_ITEM(list, i) == gc_callback_) {
+            if (PyList_SetSlice(list, i, i + 1, nullptr) < 0) PyErr_Clear();
+            break;
+        }
+    }
+    Py_DECREF(list);
+}
 
 void Session::on_code_death(PyCodeObject* code) {
     HandlerState& st = handler_state();
@@ -165,6 +230,8 @@ bool Session::start(const StartOptions& options) {
         }
     }
     st.main_interp = PyThreadState_GetInterpreter(PyThreadState_Get());
+    st.gc_tid.store(0);
+    st.gc_frame.store(nullptr);
 
     if (!compat::install_code_death_hook(code_death_trampoline)) {
         // Only a full set of code watchers fails here.
@@ -175,9 +242,15 @@ bool Session::start(const StartOptions& options) {
                            "; CPython allows 8 per interpreter and other tools use them too)");
         return false;
     }
+    if (!install_gc_callback()) {
+        compat::remove_code_death_hook();
+        release_everything();
+        return false;
+    }
     std::string error;
     if (!install_signal_handler(options.take_over_sigprof, &error)) {
         compat::remove_code_death_hook();
+        remove_gc_callback();
         release_everything();
         set_profiler_error(error);
         return false;
@@ -664,6 +737,7 @@ PyObject* Session::stop() {
     resolved_samples_ += resolver_.drain(buffer_, codes_, aggregator_, resolver_budget());
     warn_about_memory();
     compat::remove_code_death_hook();
+    remove_gc_callback();
 
     PyObject* result = nullptr;
     try {
@@ -891,6 +965,7 @@ void Session::after_fork_in_child() {
     s.service_running_ = false;  // that thread does not exist in the child
     s.service_paused_for_fork_ = false;
     compat::remove_code_death_hook();
+    s.remove_gc_callback();
     s.release_everything();
 }
 

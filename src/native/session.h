@@ -105,6 +105,8 @@ private:
     // Bytes the aggregator, code registry and resolver may hold together.
     size_t resolver_budget() const;
     void warn_about_memory();
+    bool install_gc_callback();  // GIL held; false with an exception set
+    void remove_gc_callback();
     PyObject* build_result();
 
     bool active_ = false;
@@ -156,6 +158,8 @@ private:
     int64_t names_updated_ns_ = 0;
 
     uint32_t session_counter_ = 0;
+    PyObject* gc_callback_ = nullptr;  // our entry in gc.callbacks (kept for the process)
+    bool gc_callback_installed_ = false;
     int64_t start_mono_ns_ = 0;
     int64_t start_process_cpu_ns_ = 0;
     int64_t paused_at_ns_ = 0;

@@ -194,12 +194,10 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
             slot->flags = kSampleSubinterpreter;
             c.subinterpreter_samples.fetch_add(1, std::memory_order_relaxed);
         } else {
-            // In a garbage collection: the interpreter is collecting and this
-            // thread is the one attached to it (a collection holds the GIL;
-            // another thread may be running C code meanwhile).
-            bool in_gc = compat::gc_collecting(st.main_interp) &&
-                         compat::attached_thread_state() == tstate;
-            WalkResult walk = walk_own_stack(tstate, slot->frames, kMaxDepth);
+            const void* gc_frame = nullptr;
+            bool in_gc = st.gc_tid.load(std::memory_order_acquire) == tid;
+            if (in_gc) gc_frame = st.gc_frame.load(std::memory_order_acquire);
+            WalkResult walk = walk_own_stack(tstate, slot->frames, kMaxDepth, gc_frame);
             slot->depth = walk.depth;
             slot->truncated = walk.truncated ? 1 : 0;
             if (walk.invalid) {
@@ -213,7 +211,7 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
                 slot->flags |= kSampleIncomplete;
             }
             if (in_gc) {
-                slot->gc_pos = 0;  // <gc> under the frame that was running: the one that allocated
+                slot->gc_pos = static_cast<int16_t>(walk.gc_pos >= 0 ? walk.gc_pos : 0);
                 c.gc_samples.fetch_add(1, std::memory_order_relaxed);
             }
             if (walk.invalid) c.walk_errors.fetch_add(1, std::memory_order_relaxed);

@@ -99,6 +99,10 @@ struct HandlerState {
     // The interpreter whose code objects the session tracks (the one that
     // called start()): frames of any other interpreter are not read.
     void* main_interp = nullptr;
+    // The thread running a garbage collection now (0: none) and the frame
+    // that was current when it started (gc.callbacks, session.cpp).
+    std::atomic<pid_t> gc_tid{0};
+    std::atomic<const void*> gc_frame{nullptr};
     HandlerCounters counters;
 };
 
