@@ -2,6 +2,9 @@
 
 #include "compat.h"
 
+#include <sys/uio.h>
+#include <unistd.h>
+
 namespace spprof {
 namespace {
 
@@ -16,16 +19,63 @@ inline bool plausible_pointer(const void* p) {
     return v >= 4096 && (v & 7u) == 0 && v < (uintptr_t{1} << 47);
 }
 
+// -- reads of memory that may not be mapped ---------------------------------
+//
+// A pointer the walk finds can be stale: on 3.11/3.12 a signal that lands in
+// an eval loop's prologue finds that loop's C frame not yet filled in (stack
+// garbage, often the address of a frame that is long gone, in memory that may
+// have been unmapped since). Frames in the thread's own data stack, below its
+// top, are live and read in place. Anything else (generator and coroutine
+// frames, entry frames on the C stack, C frames, and the code objects of
+// such frames) is copied with process_vm_readv, which fails with EFAULT on an
+// unmapped address instead of faulting. ASYNC-SIGNAL-SAFE: system calls only.
+
+bool copy_unsafe(void* dst, const void* src, size_t n) {
+    iovec local{dst, n};
+    iovec remote{const_cast<void*>(src), n};
+    return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(n);
+}
+
+// Whether [p, p + n) lies in a live part of the thread's data stack.
+bool in_data_stack(PyThreadState* tstate, const void* p, size_t n) {
+    auto lo = reinterpret_cast<uintptr_t>(p);
+    const _PyStackChunk* chunk = tstate->datastack_chunk;
+    for (int i = 0; chunk != nullptr && i < 64; ++i, chunk = chunk->previous) {
+        auto start = reinterpret_cast<uintptr_t>(chunk);
+        uintptr_t end = start + chunk->size;
+        if (i == 0) end = reinterpret_cast<uintptr_t>(tstate->datastack_top);
+        if (lo >= start && lo + n <= end) return true;
+    }
+    return false;
+}
+
+// The frame at `frame`, in place when it is in the data stack, else copied
+// into `scratch`; nullptr when it cannot be read. `copied` says which.
+const compat::InterpreterFrame* read_frame(PyThreadState* tstate,
+                                           const compat::InterpreterFrame* frame,
+                                           compat::InterpreterFrame* scratch, bool* copied) {
+    if (in_data_stack(tstate, frame, sizeof *frame)) {
+        *copied = false;
+        return frame;
+    }
+    *copied = true;
+    return copy_unsafe(scratch, frame, sizeof *scratch) ? scratch : nullptr;
+}
+
 // Walk from `frame`, the current frame of C frame `cf` (3.11/3.12; unused
-// on 3.13).
-WalkResult walk_chain(const compat::InterpreterFrame* frame, const compat::CFrame* cf,
-                      RawFrame* out, int max_frames, const void* gc_frame) {
+// on 3.13). `cf_copy` holds a readable copy of *cf.
+WalkResult walk_chain(PyThreadState* tstate, const compat::InterpreterFrame* frame,
+                      const compat::CFrame* cf, const compat::CFrame* cf_copy, RawFrame* out,
+                      int max_frames, const void* gc_frame) {
     WalkResult r;
     // Brent's cycle detection: remember one frame, compare each new frame
     // with it, move the checkpoint forward at powers of two. O(n), no memory.
     const compat::InterpreterFrame* checkpoint = nullptr;
     int next_checkpoint = 1;
     int seen = 0;
+    compat::InterpreterFrame scratch;
+    compat::CFrame cf_scratch[2];
+    int cf_slot = 0;
     while (frame != nullptr) {
         if (!plausible_pointer(frame) || frame == checkpoint || seen >= kMaxWalk) {
             r.invalid = seen < kMaxWalk;
@@ -36,37 +86,56 @@ WalkResult walk_chain(const compat::InterpreterFrame* frame, const compat::CFram
             checkpoint = frame;
             next_checkpoint *= 2;
         }
-        if (frame->owner < 0 || frame->owner > compat::kMaxOwner) {
+        bool copied = false;
+        const compat::InterpreterFrame* f = read_frame(tstate, frame, &scratch, &copied);
+        if (f == nullptr || f->owner < 0 || f->owner > compat::kMaxOwner) {
             r.invalid = true;
             break;
         }
-        if (compat::kHasCFrames && compat::frame_is_entry(frame)) {
+        if (compat::kHasCFrames && compat::frame_is_entry(f)) {
             // The frame the enclosing eval loop runs must come next.
-            if (!plausible_pointer(cf)) {
+            if (!plausible_pointer(cf) || cf_copy == nullptr) {
                 r.invalid = true;
                 break;
             }
-            const compat::CFrame* outer = compat::cframe_previous(cf);
-            if (outer != nullptr && !plausible_pointer(outer)) {
-                r.invalid = true;
-                break;
+            const compat::CFrame* outer = compat::cframe_previous(cf_copy);
+            const compat::CFrame* outer_copy = nullptr;
+            if (outer != nullptr) {
+                if (!plausible_pointer(outer) ||
+                    !copy_unsafe(&cf_scratch[cf_slot], outer, sizeof cf_scratch[cf_slot])) {
+                    r.invalid = true;
+                    break;
+                }
+                outer_copy = &cf_scratch[cf_slot];
+                cf_slot ^= 1;
             }
             const compat::InterpreterFrame* expected =
-                outer != nullptr ? compat::cframe_current(outer) : nullptr;
-            if (frame->previous != expected) {
+                outer_copy != nullptr ? compat::cframe_current(outer_copy) : nullptr;
+            if (f->previous != expected) {
                 r.invalid = true;
                 break;
             }
             cf = outer;
+            cf_copy = outer_copy;
         }
-        if (compat::frame_is_python(frame)) {
-            PyObject* code = compat::frame_code(frame);
-            if (plausible_pointer(code) && plausible_pointer(Py_TYPE(code)) &&
-                Py_TYPE(code) == &PyCode_Type) {
+        if (compat::frame_is_python(f)) {
+            PyObject* code = compat::frame_code(f);
+            PyVarObject header;
+            bool code_ok = plausible_pointer(code);
+            if (code_ok && copied) {
+                // The frame was not in the data stack: its code pointer may be
+                // as stale as the frame.
+                code_ok = copy_unsafe(&header, code, sizeof header) &&
+                          header.ob_base.ob_type == &PyCode_Type;
+            } else if (code_ok) {
+                code_ok = plausible_pointer(Py_TYPE(code)) && Py_TYPE(code) == &PyCode_Type;
+                if (code_ok) header.ob_size = Py_SIZE(code);
+            }
+            if (code_ok) {
                 if (r.depth < max_frames) {
                     if (frame == gc_frame && r.gc_pos < 0) r.gc_pos = static_cast<int16_t>(r.depth);
-                    int32_t idx = compat::frame_instr_index(frame, code);
-                    if (idx < 0 || idx >= Py_SIZE(code)) idx = -1;
+                    int32_t idx = compat::frame_instr_index(f, code);
+                    if (idx < 0 || idx >= header.ob_size) idx = -1;
                     out[r.depth].code = reinterpret_cast<uintptr_t>(code);
                     out[r.depth].instr = idx;
                     out[r.depth].reserved = 0;
@@ -76,10 +145,10 @@ WalkResult walk_chain(const compat::InterpreterFrame* frame, const compat::CFram
                 }
             }
         }
-        frame = frame->previous;
+        frame = f->previous;
     }
-    if (compat::kHasCFrames && frame == nullptr && !r.invalid && plausible_pointer(cf) &&
-        compat::cframe_previous(cf) != nullptr) {
+    if (compat::kHasCFrames && frame == nullptr && !r.invalid && cf_copy != nullptr &&
+        compat::cframe_previous(cf_copy) != nullptr) {
         // The chain ended inside a nested eval loop, whose entry frame would
         // have led to the enclosing loop: a frame being linked in (its
         // `previous` is not written yet; compilers may order those stores
@@ -99,23 +168,33 @@ WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames,
         return r;
     }
     if constexpr (!compat::kHasCFrames) {
-        return walk_chain(compat::current_frame(tstate), nullptr, out, max_frames, gc_frame);
+        return walk_chain(tstate, compat::current_frame(tstate), nullptr, nullptr, out, max_frames,
+                          gc_frame);
     } else {
+        // tstate->cframe is always a live C frame (on this thread's stack),
+        // though its fields may not be filled in yet.
         const compat::CFrame* cf = compat::top_cframe(tstate);
         if (cf == nullptr) return WalkResult{};
-        if (!plausible_pointer(cf)) {
+        compat::CFrame top;
+        if (!plausible_pointer(cf) || !copy_unsafe(&top, cf, sizeof top)) {
             WalkResult r;
             r.invalid = true;
             return r;
         }
-        WalkResult r = walk_chain(compat::cframe_current(cf), cf, out, max_frames, gc_frame);
+        WalkResult r = walk_chain(tstate, compat::cframe_current(&top), cf, &top, out, max_frames,
+                                  gc_frame);
         if (!r.invalid) return r;
         // Most likely the signal landed in an eval loop's prologue (see
         // compat.h): that loop has not started its frame yet, so the stack
         // is the enclosing loop's.
-        const compat::CFrame* outer = compat::cframe_previous(cf);
-        if (outer == nullptr || !plausible_pointer(outer)) return r;
-        WalkResult again = walk_chain(compat::cframe_current(outer), outer, out, max_frames, gc_frame);
+        const compat::CFrame* outer = compat::cframe_previous(&top);
+        compat::CFrame outer_copy;
+        if (outer == nullptr || !plausible_pointer(outer) ||
+            !copy_unsafe(&outer_copy, outer, sizeof outer_copy)) {
+            return r;
+        }
+        WalkResult again = walk_chain(tstate, compat::cframe_current(&outer_copy), outer, &outer_copy,
+                                      out, max_frames, gc_frame);
         if (again.invalid) return again;
         again.recovered = true;
         return again;
