@@ -47,11 +47,27 @@ def run_python(code: str, *, timeout: float = 120, env: dict | None = None,
     )
 
 
+# Scenario code: burn(cpu_s) spins on the thread's own CPU clock.
+BURN_SRC = """
+import time
+def burn(cpu_s):
+    end = time.thread_time() + cpu_s
+    x = 0
+    while time.thread_time() < end:
+        x += 1
+    return x
+"""
+
+
 def run_scenario(code: str, *, timeout: float = 120, env: dict | None = None) -> dict:
     """Run `code` in a fresh interpreter; it reports with emit(obj). Fails
     the test with the child's output (faulthandler traceback included) if it
     crashes or reports nothing."""
-    proc = run_python(code, timeout=timeout, env=env)
+    return scenario_result(run_python(code, timeout=timeout, env=env))
+
+
+def scenario_result(proc: subprocess.CompletedProcess) -> dict:
+    """The emitted result of a run_python() child that must exit 0."""
     results = [line[len(RESULT_MARKER):] for line in proc.stdout.splitlines()
                if line.startswith(RESULT_MARKER)]
     if proc.returncode != 0 or not results:

@@ -13,17 +13,8 @@ import textwrap
 import pytest
 
 import spprof
-from conftest import PROC_TIMERS_SRC, run_python, run_scenario
+from conftest import BURN_SRC, PROC_TIMERS_SRC, run_python, run_scenario
 
-BURN_SRC = """
-import time
-def burn(cpu_s):
-    end = time.thread_time() + cpu_s
-    x = 0
-    while time.thread_time() < end:
-        x += 1
-    return x
-"""
 
 
 def test_timer_overrun_stats():

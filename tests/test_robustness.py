@@ -13,17 +13,8 @@ import sys
 
 import pytest
 
-from conftest import RESULT_MARKER, run_python, run_scenario
+from conftest import BURN_SRC, run_python, run_scenario, scenario_result
 
-BURN_SRC = """
-import time
-def burn(cpu_s):
-    end = time.thread_time() + cpu_s
-    x = 0
-    while time.thread_time() < end:
-        x += 1
-    return x
-"""
 
 
 def _show(result: dict) -> str:
@@ -32,17 +23,7 @@ def _show(result: dict) -> str:
     return json.dumps(result)
 
 
-def _result(proc) -> dict:
-    """The emitted result of a run_python() child that must exit 0."""
-    results = [line[len(RESULT_MARKER):] for line in proc.stdout.splitlines()
-               if line.startswith(RESULT_MARKER)]
-    if proc.returncode != 0 or not results:
-        pytest.fail(
-            f"scenario exited with {proc.returncode}\n--- stdout ---\n{proc.stdout[-4000:]}"
-            f"\n--- stderr ---\n{proc.stderr[-6000:]}",
-            pytrace=False,
-        )
-    return json.loads(results[-1])
+_result = scenario_result
 
 
 # -- 1. subinterpreters -------------------------------------------------------------

@@ -11,18 +11,11 @@ import signal
 
 import pytest
 
-from conftest import run_python, run_scenario
+from conftest import BURN_SRC, run_python, run_scenario
 
-COMMON_SRC = """
+COMMON_SRC = BURN_SRC + """
 import os, signal, sys, time, _signal
 import spprof
-
-def burn(cpu_s):
-    end = time.thread_time() + cpu_s
-    x = 0
-    while time.thread_time() < end:
-        x += 1
-    return x
 
 def define(name):
     # A function with its own name, to find its samples in the profile.
