@@ -8,9 +8,12 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <mutex>
+
+#include "sampler.h"
 
 namespace spprof {
 
@@ -95,6 +98,9 @@ int perf_timer_create(pid_t tid, uint32_t session, int64_t interval_ns, int64_t 
     slot->phase_ns = phase_ns;
     slot->delivered = 0;
     slot->period_set = phase_ns == interval_ns;
+    slot->ever_enabled = false;
+    slot->cpu_base_ns.store(0, std::memory_order_relaxed);
+    slot->disabled_cpu_ns = -1;
     slot->session.store(session & 0xffffu ? session & 0xffffu : 1, std::memory_order_release);
     out->fd = fd;
     out->dev = sb.st_dev;
@@ -102,9 +108,36 @@ int perf_timer_create(pid_t tid, uint32_t session, int64_t interval_ns, int64_t 
     return 0;
 }
 
+namespace {
+// The CPU time of thread `tid` of this process (-1 if it is gone).
+int64_t thread_cpu_ns(pid_t tid) {
+    timespec ts;
+    if (clock_gettime(thread_cpu_clock(tid), &ts) != 0) return -1;
+    return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+}  // namespace
+
 int perf_timer_enable(const PerfTimer& t, bool on) {
     if (t.fd < 0) return EINVAL;
-    return ioctl(t.fd, on ? PERF_EVENT_IOC_ENABLE : PERF_EVENT_IOC_DISABLE, 0) == 0 ? 0 : errno;
+    PerfSlot* slot = perf_slot(t.fd);
+    if (on) {
+        if (slot != nullptr) {
+            const int64_t now = thread_cpu_ns(slot->tid);
+            if (!slot->ever_enabled) {
+                slot->cpu_base_ns.store(now < 0 ? 0 : now, std::memory_order_release);
+                slot->ever_enabled = true;
+            } else if (slot->disabled_cpu_ns >= 0 && now >= slot->disabled_cpu_ns) {
+                slot->cpu_base_ns.fetch_add(now - slot->disabled_cpu_ns, std::memory_order_acq_rel);
+            }
+            slot->disabled_cpu_ns = -1;
+        }
+        return ioctl(t.fd, PERF_EVENT_IOC_ENABLE, 0) == 0 ? 0 : errno;
+    }
+    if (ioctl(t.fd, PERF_EVENT_IOC_DISABLE, 0) != 0) return errno;
+    if (slot != nullptr && slot->ever_enabled && slot->disabled_cpu_ns < 0) {
+        slot->disabled_cpu_ns = thread_cpu_ns(slot->tid);
+    }
+    return 0;
 }
 
 namespace {

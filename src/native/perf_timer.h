@@ -22,8 +22,24 @@
 
 namespace spprof {
 
+// The event is the trigger, the thread's CPU clock is the measure. The
+// task-clock count runs ahead of the thread's CPU time wherever the kernel
+// accounts steal time (a virtual machine whose vCPU the host preempted while
+// the thread was scheduled on it counts for the task clock, not for
+// CLOCK_THREAD_CPUTIME_ID, time.thread_time() or getrusage): weights taken
+// from the count over-counted by the steal, up to 10% in a 200 ms window on
+// a busy host. So expirations are laid on a grid of the thread's own CPU
+// time (CLOCK_THREAD_CPUTIME_ID, read in the handler), starting at
+// `cpu_base_ns` and shifted by the CPU the thread used while its event was
+// disabled (pause): expiration k is due at cpu_base + phase + k * interval.
+// A signal that comes before the next grid point (the task clock is ahead)
+// charges nothing; one that comes late charges every point it passed.
+//
 // Read and written by the SIGPROF handler of the event's own thread, set up
-// by the thread that creates the event before it is enabled.
+// by the thread that creates the event before it is enabled. `cpu_base_ns`
+// and `disabled_cpu_ns` are also written by perf_timer_enable() from the
+// thread that pauses or resumes, while the session's `paused` flag keeps the
+// handler from reading them (Session::pause waits for running handlers).
 struct PerfSlot {
     std::atomic<uint32_t> session{0};  // 0: not one of ours
     int32_t tid = 0;
@@ -31,6 +47,9 @@ struct PerfSlot {
     int64_t phase_ns = 0;     // CPU time before the first expiration
     uint64_t delivered = 0;   // expirations already charged to samples
     bool period_set = false;  // the handler moved the period from phase to interval
+    bool ever_enabled = false;
+    std::atomic<int64_t> cpu_base_ns{0};  // the thread's CPU time where the grid starts
+    int64_t disabled_cpu_ns = -1;          // its CPU time when last disabled (-1: enabled)
 };
 
 inline constexpr int kMaxPerfFd = 65536;
@@ -58,7 +77,8 @@ struct PerfTimer {
 // that thread as SIGPROF. Returns 0 or an errno value.
 int perf_timer_create(pid_t tid, uint32_t session, int64_t interval_ns, int64_t phase_ns,
                       PerfTimer* out);
-// Enable (true) or disable the event. Returns 0 or an errno value.
+// Enable (true) or disable the event. Returns 0 or an errno value. The CPU
+// the thread uses while its event is disabled is taken out of its grid.
 int perf_timer_enable(const PerfTimer& t, bool on);
 // Close the event (only if the descriptor is still ours).
 void perf_timer_close(PerfTimer* t);

@@ -643,7 +643,10 @@ bool Session::paused() const { return active_ && handler_state().paused.load(); 
 bool Session::pause() {
     if (!active_ || handler_state().paused.load()) return false;
     // Disarm first: a signal already queued is discarded by the handler.
+    // A handler that passed the check before may still be reading a
+    // perf_event grid, which disarming moves: wait for it.
     handler_state().paused.store(true);
+    wait_for_handlers_to_finish();
     registry_.set_interval(0);
     paused_at_ns_ = monotonic_now_ns();
     return true;

@@ -91,16 +91,19 @@ void forward_foreign(HandlerState& st, int signo, siginfo_t* info, void* uc) {
     if (masked) pthread_sigmask(SIG_SETMASK, &saved, nullptr);
 }
 
-// ASYNC-SIGNAL-SAFE. The weight of a perf_event signal: the expirations
-// due by the event's count (the thread's CPU time) not yet charged. A
+// ASYNC-SIGNAL-SAFE. The weight of a perf_event signal: the expirations of
+// the thread's CPU-time grid (perf_timer.h) passed and not yet charged. A
 // signal can be lost (a SIGPROF already pending absorbs it) or an
 // expiration skipped (in kernel mode without permission to sample it); the
-// count charges those to the next sample, so totals stay exact.
-uint32_t perf_weight(PerfSlot* slot, int fd) {
-    uint64_t count = 0;
-    if (read(fd, &count, sizeof count) != static_cast<ssize_t>(sizeof count)) return 1;
+// grid charges those to the next sample, so totals stay exact. The event's
+// own count is not the measure: it includes steal time.
+uint32_t perf_weight(PerfSlot* slot) {
+    timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 1;
+    const int64_t cpu = int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec -
+                        slot->cpu_base_ns.load(std::memory_order_acquire);
     const int64_t interval = slot->interval_ns;
-    const int64_t reach = static_cast<int64_t>(count) + interval / 64;  // timer vs count jitter
+    const int64_t reach = cpu + interval / 64;  // timer vs clock jitter
     uint64_t due = reach < slot->phase_ns ? 0 : static_cast<uint64_t>((reach - slot->phase_ns) / interval) + 1;
     if (due <= slot->delivered) return 0;
     uint64_t weight = due - slot->delivered;
@@ -142,13 +145,20 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
             return;
         }
         tid = slot->tid;
+        if (st.paused.load(std::memory_order_acquire)) {
+            // Queued before the pause disabled the event. Its grid is being
+            // moved (perf_timer_enable): neither read nor charged.
+            st.counters.signals.fetch_add(1, std::memory_order_relaxed);
+            st.counters.paused_signals.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
         if (!slot->period_set) {
             // The first period was the random phase; from now on, the interval.
             uint64_t period = static_cast<uint64_t>(slot->interval_ns);
             ioctl(info->si_fd, PERF_EVENT_IOC_PERIOD, &period);
             slot->period_set = true;
         }
-        weight = perf_weight(slot, info->si_fd);
+        weight = perf_weight(slot);
         if (weight == 0) {
             st.counters.early_signals.fetch_add(1, std::memory_order_relaxed);
             return;
