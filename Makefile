@@ -10,7 +10,7 @@ PIP := $(VENV)/bin/pip
 OUT := build/demo
 NATIVE_SOURCES := $(wildcard src/native/*.cpp src/native/*.h) CMakeLists.txt pyproject.toml
 
-.PHONY: all venv build run test test-fast test-versions bench memcheck clean system-deps
+.PHONY: all venv build run test test-fast bench memcheck clean system-deps
 
 all: build
 
@@ -48,13 +48,11 @@ run: build
 	$(PY) -m spprof run -o $(OUT)/profile.html examples/demo.py
 	$(PY) examples/run_demo.py $(OUT)
 
+# Every suite on the default Python, then the core suites on every other
+# supported CPython installed here; all run even if one fails, and a summary
+# line per version comes last.
 test: build system-deps
-	SPPROF_REQUIRE_TOOLS=1 $(PY) -m pytest -q -p no:cacheprovider tests
-	tools/test_other_pythons.sh
-
-# The core suites on the other CPython versions installed here (3.12, 3.13).
-test-versions:
-	tools/test_other_pythons.sh
+	tools/test_all_pythons.sh
 
 # Quick loop for development: no system packages, browser/Go tests skip.
 test-fast: build

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Printed by scenarios in front of their JSON result.
 RESULT_MARKER = "@@SPPROF-RESULT@@"
+# Printed by a scenario whose profile holds a sample with an empty stack.
+EMPTY_STACK_MARKER = "@@SPPROF-EMPTY-STACK@@"
 
 PRELUDE = f"""
 import faulthandler, json, sys
@@ -28,22 +31,86 @@ faulthandler.enable()
 def emit(obj):
     sys.stdout.write({RESULT_MARKER!r} + json.dumps(obj) + "\\n")
     sys.stdout.flush()
+
+class _EveryProfileHasStacks:
+    # When spprof's model is first imported, every Profile the sampler
+    # builds (Profile.from_columns) is checked: no sample may have an empty
+    # stack. A violation is reported on stdout; scenario_result fails on it.
+    def find_spec(self, name, path=None, target=None):
+        if name != "spprof._model":
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+        spec = importlib.util.find_spec(name)
+        load = spec.loader.exec_module
+        def exec_module(module):
+            load(module)
+            build = module.Profile.from_columns.__func__
+            def from_columns(cls, **columns):
+                prof = build(cls, **columns)
+                stacks = columns["stacks"]
+                empty = sum(1 for i in columns["stack_indices"] if not stacks[i])
+                if empty:
+                    try:
+                        sys.stdout.write({EMPTY_STACK_MARKER!r} + str(empty) + "\\n")
+                        sys.stdout.flush()
+                    except (OSError, ValueError):
+                        pass
+                return prof
+            module.Profile.from_columns = classmethod(from_columns)
+        spec.loader.exec_module = exec_module
+        return spec
+sys.meta_path.insert(0, _EveryProfileHasStacks())
 """
+
+# Every child a test starts gets the same surroundings, whatever the test
+# run itself inherited (nohup's ignored SIGHUP, a shell's ignored SIGINT for
+# background jobs, a blocked signal, a umask, a locale, PYTHON* variables,
+# a terminal on stdin).
+RESET_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGHUP", "SIGINT", "SIGTERM", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
+                 "SIGPROF", "SIGVTALRM", "SIGCHLD", "SIGPIPE", "SIGXFSZ", "SIGTSTP",
+                 "SIGTTIN", "SIGTTOU")
+)
+
+
+def reset_inherited_state() -> None:
+    """preexec_fn of every child: default dispositions, nothing blocked."""
+    for sig in RESET_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    os.umask(0o022)
+
+
+def child_env(extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(LC_ALL="C.UTF-8", LANG="C.UTF-8")
+    env.pop("LANGUAGE", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def child_kwargs(env: dict | None = None, preexec_fn=None) -> dict:
+    """subprocess keyword arguments for a test's child (see above);
+    `preexec_fn` runs after the reset, to set up what the test is about."""
+    def setup() -> None:
+        reset_inherited_state()
+        if preexec_fn is not None:
+            preexec_fn()
+    return {"env": child_env(env), "stdin": subprocess.DEVNULL, "preexec_fn": setup}
 
 
 def run_python(code: str, *, timeout: float = 120, env: dict | None = None,
                args: list[str] | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ)
-    full_env.pop("PYTHONFAULTHANDLER", None)
-    if env:
-        full_env.update(env)
     return subprocess.run(
         [sys.executable, "-c", PRELUDE + textwrap.dedent(code), *(args or [])],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=full_env,
-        cwd=cwd,
+        cwd=cwd if cwd is not None else str(ROOT),
+        **child_kwargs(env),
     )
 
 
@@ -70,6 +137,10 @@ def scenario_result(proc: subprocess.CompletedProcess) -> dict:
     """The emitted result of a run_python() child that must exit 0."""
     results = [line[len(RESULT_MARKER):] for line in proc.stdout.splitlines()
                if line.startswith(RESULT_MARKER)]
+    empty = [line for line in proc.stdout.splitlines() if line.startswith(EMPTY_STACK_MARKER)]
+    if empty:
+        pytest.fail(f"a profile of this scenario has samples with an empty stack: {empty}\n"
+                    f"--- stderr ---\n{proc.stderr[-3000:]}", pytrace=False)
     if proc.returncode != 0 or not results:
         pytest.fail(
             f"scenario exited with {proc.returncode}\n--- stdout ---\n{proc.stdout[-4000:]}"

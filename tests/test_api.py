@@ -116,9 +116,10 @@ def test_start_stop_returns_profile():
     assert prof.python_version.count(".") == 2
     assert threading.get_native_id() in prof.thread_ids
     assert prof.thread_names[threading.get_native_id()] == "MainThread"
-    # (a thread can be sampled while it runs no Python frame at all, e.g. a
-    # thread of this test process starting or ending: an empty stack)
-    leafs = {s.frames[-1].function_name for s in prof.samples if s.frames}
+    # Never an empty stack (a thread of this test process sampled while it
+    # starts or ends shows <no Python frame>).
+    assert all(s.frames for s in prof.samples)
+    leafs = {s.frames[-1].function_name for s in prof.samples}
     assert "burn" in leafs
     assert prof.dropped_count == 0
     assert prof.stats.collected_samples == prof.sample_count

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import child_kwargs
 from spprof.writers import formats
 
 TIMEOUT = 60
@@ -62,6 +63,7 @@ def spprof(*args: str, cwd: Path, timeout: float = TIMEOUT) -> subprocess.Comple
         capture_output=True,
         text=True,
         timeout=timeout,
+        **child_kwargs(),
     )
 
 
@@ -245,6 +247,7 @@ def test_sigint_exits_130_and_keeps_the_profile(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **child_kwargs(),
     )
     try:
         deadline = time.monotonic() + TIMEOUT
@@ -290,7 +293,7 @@ def start_and_wait_ready(tmp_path: Path, script: str, *, preexec_fn=None) -> sub
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=preexec_fn,
+        **child_kwargs(preexec_fn=preexec_fn),
     )
     deadline = time.monotonic() + TIMEOUT
     while not ready.exists():

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 import spprof
-from conftest import BURN_SRC, PROC_TIMERS_SRC, run_python, run_scenario
+from conftest import BURN_SRC, PROC_TIMERS_SRC, child_kwargs, run_python, run_scenario
 
 
 
@@ -394,7 +394,8 @@ if __name__ == "__main__":
     print(json.dumps({{"values": values, "samples": prof.sample_count}}))
 """
     )
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          **child_kwargs())
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["values"] == [x * x for x in range(8)]

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from conftest import child_kwargs
 from spprof import Frame, Profile, Sample
 from spprof.writers import format_for_path, formats, get_writer
 from spprof.writers import pprof as pprof_writer
@@ -471,6 +472,7 @@ def test_go_pprof_top_names_module_level_code_after_its_module(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
+        **child_kwargs(),
     )
     assert proc.returncode == 0, proc.stderr
     out = _pprof(tmp_path, "-top", str(tmp_path / "cpu.pb.gz"))

@@ -312,3 +312,41 @@ emit({"n": len(p.samples), "roots": {str(k): v for k, v in roots.items()}, "deep
     assert unknown <= 0.01 * n and unknown == result["walk_errors"], result
     # and the work inside the generators is seen where it runs
     assert result["deep"] >= 0.3 * n, result
+
+
+def test_thread_running_no_python_frame_is_named_not_empty():
+    """A thread whose top-level callable is a C function (``_thread`` running
+    hashlib.pbkdf2_hmac) holds a thread state but never runs a Python frame:
+    its CPU is in samples whose whole stack is ``<no Python frame>``, within
+    15% of what the same work costs the main thread, and no sample of the
+    profile has an empty stack."""
+    result = run_scenario(
+        """
+import _thread, hashlib, time, spprof
+ARGS = ("sha256", b"pw", b"salt", 300_000)
+t0 = time.thread_time()
+hashlib.pbkdf2_hmac(*ARGS)
+cost_ms = (time.thread_time() - t0) * 1000
+spprof.start(interval_ms=1)
+main = _thread.get_native_id()
+ident = _thread.start_new_thread(hashlib.pbkdf2_hmac, ARGS)
+# _thread._count(): threads started with _thread that are running (counted
+# once the new thread has begun)
+while _thread._count() == 0:
+    time.sleep(0.001)
+while _thread._count() > 0:
+    time.sleep(0.01)
+prof = spprof.stop()
+other = [s for s in prof.samples if s.thread_id != main]
+emit({
+    "cost_ms": cost_ms,
+    "other_stacks": sorted({tuple(f.function_name for f in s.frames) for s in other}),
+    "other_weight": sum(s.weight for s in other),
+    "empty": sum(1 for s in prof.samples if not s.frames),
+})
+"""
+    )
+    print(result)
+    assert result["empty"] == 0, result
+    assert result["other_stacks"] == [["<no Python frame>"]], result
+    assert abs(result["other_weight"] - result["cost_ms"]) <= 0.15 * result["cost_ms"], result

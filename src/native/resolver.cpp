@@ -72,6 +72,11 @@ size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& ou
                 if (i == gc_pos) extend(special_frame("<gc>", out));
             }
             if (keep && gc_pos >= 0 && slot->depth == 0) extend(special_frame("<gc>", out));
+            // A thread with a thread state but no Python frame running: at
+            // its start or exit, between two calls from C, in C code called
+            // from no Python frame. Its CPU counts, under an honest name
+            // (never an empty stack: an unnamed root in every viewer).
+            if (keep && stack == 0) extend(special_frame("<no Python frame>", out));
             if (keep) {
                 size_t others = codes.approx_bytes() + approx_bytes();
                 keep = out.add_sample(SampleRecord{slot->timestamp_ns, slot->tid, stack, slot->weight},
