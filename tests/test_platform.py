@@ -170,7 +170,12 @@ emit({"paused": paused, "early": len(early), "resumed": len(resumed),
     assert result["paused"] == 0, result
     # 50 ms of CPU at 5 ms = 10 samples; a backlog burst would be far more.
     assert result["early"] <= 12, result
-    assert 85 <= result["resumed"] <= 110, result
+    # 0.5 s at 5 ms is 100 expirations, each charged once (the weights are
+    # exact: test_exact_weights.py), give or take one at each end of the
+    # span; CPU used while paused would show as more. Samples can be fewer
+    # than their weight (signals merged on a loaded machine).
+    assert 97 <= result["resumed_weight"] <= 103, result
+    assert result["resumed"] >= 50, result
 
 
 def test_service_thread_takes_the_gil_only_when_needed():

@@ -157,10 +157,17 @@ emit(out)
     assert result["previous_is_dfl"], result
     assert result["reads_other_tool"] and result["kernel_after_stop"] == "handler", result
     expected_during = result["cpu_during"] / 0.02
-    # ITIMER_PROF ticks reach the other tool; spprof's 1 ms timers would
-    # add hundreds of calls if they leaked into its handler.
-    assert 0.4 * expected_during <= result["ticks"]["during"] <= 1.5 * expected_during + 3, result
-    assert result["ticks"]["after"] >= 0.4 * result["cpu_after"] / 0.02, result
+    # ITIMER_PROF is one process-wide timer checked on scheduler ticks, and
+    # its signals merge: an expiration while the last one's Python handler
+    # has not run yet (the main thread waiting for the GIL or the CPU on a
+    # loaded machine, a slow sanitizer build) adds nothing. So how many of
+    # the ~30 expirations become calls depends on the load (21 and 11 seen
+    # under load, about 30 on a quiet machine); the test asks that they
+    # reach the other tool at all, during and after the session, and that
+    # spprof's 1 ms timers (some 600 signals here) never leak into its
+    # handler: that would be far above one call per expiration.
+    assert 3 <= result["ticks"]["during"] <= 1.5 * expected_during + 3, result
+    assert result["ticks"]["after"] >= 3, result
     assert result["spprof_samples"] >= 30, result
     # They came through spprof's handler (a few may have arrived between
     # stop() putting the other tool's handler back and the phase switch).
