@@ -84,7 +84,10 @@ def reset_inherited_state() -> None:
 
 
 def child_env(extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    # A harness that runs the suite under a checker (tools/memcheck) names
+    # the PYTHON* variables its children need in SPPROF_TEST_CHILD_ENV.
+    keep = set(filter(None, os.environ.get("SPPROF_TEST_CHILD_ENV", "").split(",")))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") or k in keep}
     env.update(LC_ALL="C.UTF-8", LANG="C.UTF-8")
     env.pop("LANGUAGE", None)
     if extra:

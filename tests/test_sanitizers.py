@@ -5,8 +5,9 @@
   start/stop stress and a few threading/sampling scenarios against it.
   Skipped when gcc's libasan is missing, unless SPPROF_REQUIRE_TOOLS=1.
 - A short valgrind pass of the same stress (the long one is `make memcheck`).
-- Each checker run on a copy of spprof with one injected leak, to show it
-  reports that leak as spprof's (a checker that cannot fail proves nothing).
+- Each checker run with spprof's self-test leak (`_leak_for_checkers()`, 48
+  bytes after every stop()), to show it reports that leak as spprof's (a
+  checker that cannot fail proves nothing).
 - The stress without any tool, with its own checks (no timer left, SIGPROF
   disposition restored, no Python heap growth per session).
 - How the valgrind and sanitizer drivers attribute reports to spprof,

@@ -31,7 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _build import ROOT, injected_leak_verdict, leaky_source, prepare_venv, run  # noqa: E402
+from _build import ROOT, injected_leak_verdict, prepare_venv, run  # noqa: E402
 
 # Scenarios that drive the native code hardest, and whose assertions do not
 # depend on speed (everything is slower under ASan). Left out:
@@ -87,6 +87,7 @@ def sanitizer_env(libasan: str, logs: Path, slow_unwind: bool, exit_code: int) -
     env["LD_PRELOAD"] = libasan
     env["PYTHONMALLOC"] = "malloc"  # Python objects become ASan heap blocks
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["SPPROF_TEST_CHILD_ENV"] = "PYTHONMALLOC,PYTHONDONTWRITEBYTECODE"  # tests/conftest.py
     env["ASAN_OPTIONS"] = ":".join([
         "detect_leaks=1",
         # libpython has no frame pointers: only the slow unwinder gets past
@@ -191,15 +192,16 @@ def main() -> int:
     p.add_argument("--cycles", type=int, default=200, help="stress start/stop cycles (default 200)")
     p.add_argument("--no-tests", action="store_true", help="only the stress, not the test scenarios")
     p.add_argument("--dir", type=Path, default=None,
-                   help="venv, build tree and logs (default build/asan, build/asan-leak "
-                        "with --inject-leak)")
+                   help="venv, build tree and logs (default build/asan; logs of "
+                        "--inject-leak in build/asan/logs-leak)")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--inject-leak", action="store_true",
-                   help="self-check: build a copy of spprof whose stop() leaks 48 bytes and "
-                        "succeed only if that leak is reported as spprof's (implies --no-tests)")
+                   help="self-check: run the stress with spprof's self-test leak (48 bytes "
+                        "after every stop()) and succeed only if that leak is reported as "
+                        "spprof's (implies --no-tests)")
     args = p.parse_args()
     if args.dir is None:
-        args.dir = ROOT / "build" / ("asan-leak" if args.inject_leak else "asan")
+        args.dir = ROOT / "build" / "asan"
     if args.inject_leak:
         args.no_tests = True
 
@@ -210,9 +212,8 @@ def main() -> int:
         return 2
     started = time.monotonic()
     args.dir.mkdir(parents=True, exist_ok=True)
-    source = leaky_source(args.dir / "src") if args.inject_leak else ROOT
-    python = prepare_venv(args.dir, sanitize=True, source=source, tag="asan")
-    logs = args.dir / "logs"
+    python = prepare_venv(args.dir, sanitize=True, source=ROOT, tag="asan")
+    logs = args.dir / ("logs-leak" if args.inject_leak else "logs")
     shutil.rmtree(logs, ignore_errors=True)
     (logs / "stress").mkdir(parents=True)
     (logs / "tests").mkdir()
@@ -226,7 +227,8 @@ def main() -> int:
     t0 = time.monotonic()
     env = sanitizer_env(libasan, logs / "stress", slow_unwind=True, exit_code=SANITIZER_EXIT)
     proc = run([str(python), str(HERE / "stress.py"), "--cycles", str(args.cycles), "--quiet",
-                "--no-heap-check"], env=env, cwd=ROOT, timeout=args.timeout)
+                "--no-heap-check", *(["--inject-leak"] if args.inject_leak else [])],
+               env=env, cwd=ROOT, timeout=args.timeout)
     (logs / "stress" / "output.txt").write_text(proc.stdout)
     ok_line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("stress: OK")), None)
     summary.append(f"{ok_line or 'stress: FAILED'} ({time.monotonic() - t0:.0f}s under ASan)")
@@ -264,7 +266,7 @@ def main() -> int:
         print(f"asan: {line}")
     print(f"asan: total {time.monotonic() - started:.0f}s")
     if args.inject_leak:
-        return injected_leak_verdict("asan", failures, "leak with an spprof frame")
+        return injected_leak_verdict("asan", failures, "leak with an spprof frame", args.cycles)
     if failures:
         print(f"asan: FAILED: {len(failures)} problem(s); logs in {logs}", file=sys.stderr)
         for f in failures:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _build import ROOT, injected_leak_verdict, leaky_source, prepare_venv  # noqa: E402
+from _build import ROOT, injected_leak_verdict  # noqa: E402
 
 LEAK_FAIL_KINDS = {"Leak_DefinitelyLost", "Leak_IndirectlyLost"}
 # Uninitialised-value reports flow from where the value was created to
@@ -188,9 +188,9 @@ def main() -> int:
                    help="where valgrind's XML goes (default build/memcheck, "
                         "build/memcheck-leak with --inject-leak)")
     p.add_argument("--inject-leak", action="store_true",
-                   help="self-check: build a copy of spprof whose stop() leaks 48 bytes (in "
-                        "its own venv under the output directory) and succeed only if "
-                        "valgrind reports that leak as spprof's")
+                   help="self-check: run the stress with spprof's self-test leak (48 bytes "
+                        "after every stop()) and succeed only if valgrind reports that leak "
+                        "as spprof's")
     p.add_argument("--timeout", type=float, default=900, help="seconds before giving up")
     p.add_argument("--gen-suppressions", action="store_true",
                    help="have valgrind print a suppression for every error (in the XML)")
@@ -206,15 +206,13 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for old in args.out.glob("vg.*.xml"):
         old.unlink()
-    if args.inject_leak:
-        source = leaky_source(args.out / "src")
-        args.python = str(prepare_venv(args.out, sanitize=False, source=source, tag="memcheck"))
 
     env = dict(os.environ)
     # pymalloc hands out memory from its own arenas, so valgrind would see
     # neither Python objects' bounds nor their frees.
     env["PYTHONMALLOC"] = "malloc"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["SPPROF_TEST_CHILD_ENV"] = "PYTHONMALLOC,PYTHONDONTWRITEBYTECODE"  # tests/conftest.py
     env.pop("PYTHONFAULTHANDLER", None)
     cmd = [
         valgrind, "--tool=memcheck", "--xml=yes", f"--xml-file={args.out}/vg.%p.xml",
@@ -239,7 +237,8 @@ def main() -> int:
     # SIG_IGN as the starting disposition: see stress.py's run() for the
     # valgrind signal-delivery race it defuses.
     cmd += [args.python, str(HERE / "stress.py"), "--cycles", str(args.cycles), "--no-heap-check",
-            "--sigprof-baseline", "ignore", *args.stress_args]
+            "--sigprof-baseline", "ignore", *(["--inject-leak"] if args.inject_leak else []),
+            *args.stress_args]
     print(f"memcheck: {' '.join(cmd[cmd.index(args.python):])}", flush=True)
     started = time.monotonic()
     try:
@@ -274,7 +273,7 @@ def main() -> int:
     for ln in lines:
         print(f"memcheck: {ln}")
     if args.inject_leak:
-        return injected_leak_verdict("memcheck", failures, "Leak_DefinitelyLost")
+        return injected_leak_verdict("memcheck", failures, "Leak_DefinitelyLost", args.cycles)
     if failures:
         print(f"memcheck: FAILED: {len(failures)} problem(s) (frames marked * are spprof's; "
               f"XML in {args.out}):", file=sys.stderr)

@@ -402,6 +402,9 @@ def run(args: argparse.Namespace) -> int:
         if args.fork_every and i % args.fork_every == args.fork_every // 2:
             fork_cycle(args.burst)
         one_cycle(i, rng, args.burst, totals)
+        if args.inject_leak:
+            from spprof import _native
+            _native._leak_for_checkers()
         check(not workers.errors, f"worker errors: {workers.errors}")
         if not args.quiet and (i + 1) % max(1, args.cycles // 10) == 0:
             print(f"stress: {i + 1}/{args.cycles} cycles, {time.monotonic() - started:.1f}s",
@@ -483,6 +486,8 @@ def main() -> int:
                    help="SIGPROF disposition before the first session (default: SIG_DFL, "
                         "as in most programs; 'ignore' for valgrind, see run())")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--inject-leak", action="store_true",
+                   help="call spprof's self-test leak after every cycle (tools/memcheck)")
     args = p.parse_args()
     try:
         return run(args)
