@@ -61,6 +61,7 @@ test-fast: build
 bench: build
 	$(PY) bench/bench_overhead.py
 	$(PY) bench/bench_writers.py
+	$(PY) bench/bench_deep_stacks.py
 
 # Leak and memory-error check of the native code: the start/stop stress
 # (1000 sessions while threads come and go) under valgrind memcheck, then

@@ -763,7 +763,7 @@ def test_thread_start_hook_keeps_thread_semantics():
     r = run_scenario(
         BURN_SRC
         + """
-import _thread, concurrent.futures, threading, spprof
+import _thread, concurrent.futures, sys, threading, time, spprof
 NAMES = [(m, n) for m, n in ((_thread, "start_new_thread"), (_thread, "start_new"),
                              (_thread, "start_joinable_thread"), (threading, "_start_new_thread"),
                              (threading, "_start_joinable_thread")) if hasattr(m, n)]
@@ -775,20 +775,51 @@ out = {}
 def type_errors():
     errs = {}
     cases = [("not_callable", (42, ())), ("args_not_tuple", (print, [1])),
-             ("kwargs_not_dict", (print, (), [1]))]
+             ("kwargs_not_dict", (print, (), [1])), ("too_few", (print,)),
+             ("too_many", (print, (), {}, 1))]
     for label, args in cases:
         try:
             _thread.start_new_thread(*args)
             errs[label] = "no error"
         except BaseException as e:
-            errs[label] = type(e).__name__
+            errs[label] = f"{type(e).__name__}: {e}"
+    try:
+        _thread.start_new_thread(function=print, args=())
+        errs["keywords"] = "no error"
+    except BaseException as e:
+        errs["keywords"] = f"{type(e).__name__}: {e}"
     if hasattr(_thread, "start_joinable_thread"):
-        try:
-            _thread.start_joinable_thread(42)
-            errs["joinable_not_callable"] = "no error"
-        except BaseException as e:
-            errs["joinable_not_callable"] = type(e).__name__
+        for label, args, kw in (("joinable_not_callable", (42,), {}),
+                                ("joinable_no_function", (), {}),
+                                ("joinable_bad_keyword", (print,), {"nope": 1})):
+            try:
+                _thread.start_joinable_thread(*args, **kw)
+                errs[label] = "no error"
+            except BaseException as e:
+                errs[label] = f"{type(e).__name__}: {e}"
     return errs
+
+def uncaught_in_raw_thread():
+    # _thread reports an exception that ends a thread through
+    # sys.unraisablehook, naming the function the thread was started with.
+    seen = []
+    done = threading.Event()
+    old = sys.unraisablehook
+    sys.unraisablehook = lambda u: (seen.append((u.exc_type.__name__, u.err_msg,
+                                                 getattr(u.object, "__name__", repr(u.object)))),
+                                    done.set())
+    try:
+        def raw_fail():
+            raise KeyError("in raw thread")
+        _thread.start_new_thread(raw_fail, ())
+        done.wait(10)
+        ends = threading.Event()
+        _thread.start_new_thread(lambda: (ends.set(), sys.exit(3)), ())   # SystemExit: silent
+        ends.wait(10)
+        time.sleep(0.2)
+    finally:
+        sys.unraisablehook = old
+    return seen
 
 def threads_work():
     res = {}
@@ -825,19 +856,103 @@ spprof.start(interval_ms=1)
 out["wrapped_during"] = sorted(k for k, f in current().items() if f is not before[k])
 out["errors_during"] = type_errors()
 out["works_during"] = threads_work()
+out["uncaught_during"] = uncaught_in_raw_thread()
 prof = spprof.stop()
+out["spprof_frames"] = sorted({f"{f.function_name} {f.filename}" for s in prof.samples for f in s.frames
+                               if "spprof" in f.filename})
 out["samples"] = prof.sample_count
 out["restored"] = {k: f is before[k] for k, f in current().items()}
 out["errors_after"] = type_errors()
 out["works_after"] = threads_work()
+out["uncaught_after"] = uncaught_in_raw_thread()
 out["active"] = spprof.is_active()
 emit(out)
 """
     )
     for phase in ("errors_during", "errors_after"):
-        assert all(v == "TypeError" for v in r[phase].values()), f"{phase}: {_show(r)}"
+        assert all(v.startswith("TypeError: ") for v in r[phase].values()), f"{phase}: {_show(r)}"
+    # The same messages with the hook in place as without it.
+    assert r["errors_during"] == r["errors_after"], _show(r)
+    assert r["uncaught_during"] == r["uncaught_after"], _show(r)
+    assert [name for _, _, name in r["uncaught_after"]] == ["raw_fail"], _show(r)
+    # The hook is no frame of any sample.
+    assert r["spprof_frames"] == [], _show(r)
     for phase in ("works_during", "works_after"):
         assert all(r[phase].values()), f"{phase}: {_show(r)}"
     assert r["wrapped_during"], _show(r)   # the hook was in place during the session
     assert all(r["restored"].values()), _show(r)
     assert r["samples"] > 0 and r["active"] is False, _show(r)
+
+
+def test_gevent_greenlet_threads_leave_the_main_threads_timer_alone():
+    """gevent's monkey.patch_all() before start(): threading.Thread becomes a
+    greenlet on the main OS thread, so the thread-start hook runs there for
+    every "thread". A greenlet ending must not end the main thread's
+    sampling: at least 90% of the main thread's CPU after each join is in
+    the profile."""
+    pytest.importorskip("gevent")
+    r = run_scenario(
+        """
+from gevent import monkey
+monkey.patch_all()
+import threading, time, spprof
+
+def burn(cpu_s):
+    t0 = time.thread_time()
+    while time.thread_time() < t0 + cpu_s:
+        pass
+    return time.thread_time() - t0
+
+def greenlet_work():
+    burn(0.005)
+
+def after_join(cpu_s):
+    return burn(cpu_s)
+
+spprof.start(interval_ms=1)
+cpu = 0.0
+for _ in range(8):
+    t = threading.Thread(target=greenlet_work)
+    t.start()
+    t.join()
+    cpu += after_join(0.05)
+prof = spprof.stop()
+weight = sum(s.weight for s in prof.samples if any(f.function_name == "after_join" for f in s.frames))
+emit({"cpu_ms": cpu * 1000, "profiled_ms": weight * 1.0, "threads": len(prof.thread_ids)})
+"""
+    )
+    assert r["profiled_ms"] >= 0.9 * r["cpu_ms"], _show(r)
+
+
+def test_gc_callback_that_removes_itself_does_not_leave_gc_on():
+    """A gc.callbacks entry of the program's, registered before start(), that
+    removes itself when a collection ends (a one-shot pattern) shifts the
+    list while CPython walks it for "stop": spprof's entry must still see
+    the end of the collection, so code that never collects carries no
+    <gc>."""
+    r = run_scenario(
+        BURN_SRC
+        + """
+import gc, spprof
+
+def one_shot(phase, info):
+    if phase == "stop":
+        gc.callbacks.remove(one_shot)
+
+def no_collections(cpu_s):
+    return burn(cpu_s)
+
+gc.callbacks.append(one_shot)
+spprof.start(interval_ms=1)
+gc.callbacks.append(lambda phase, info: None)   # one more, after spprof's
+gc.collect()
+cpu = no_collections(0.3)
+prof = spprof.stop()
+mine = [s for s in prof.samples if any(f.function_name == "no_collections" for f in s.frames)]
+emit({"samples": len(mine), "weight": sum(s.weight for s in mine),
+      "with_gc": sum(s.weight for s in mine if any(f.function_name == "<gc>" for f in s.frames)),
+      "cpu_ms": cpu * 1000, "callbacks_left": len(gc.callbacks)})
+"""
+    )
+    assert r["weight"] >= 0.8 * r["cpu_ms"], _show(r)
+    assert r["with_gc"] == 0, _show(r)

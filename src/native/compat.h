@@ -176,6 +176,19 @@ inline unsigned long thread_state_native_id(PyThreadState* tstate) {
 // thread state apart from an old one that had the same address or tid.
 inline uint64_t thread_state_unique_id(PyThreadState* tstate) { return tstate->id; }
 
+// -- threads -----------------------------------------------------------------
+
+// Report the exception set (GIL held) the way _thread reports one that ends
+// a thread started with `function`: "Exception ignored in thread started
+// by <function>" through sys.unraisablehook. Clears it.
+inline void report_uncaught_thread_exception(PyObject* function) {
+#if PY_VERSION_HEX < 0x030D0000
+    _PyErr_WriteUnraisableMsg("in thread started by", function);
+#else
+    PyErr_FormatUnraisable("Exception ignored in thread started by %R", function);
+#endif
+}
+
 // -- code objects ------------------------------------------------------------
 
 inline PyObject* code_qualname(PyCodeObject* co) { return co->co_qualname; }

@@ -8,10 +8,14 @@
 namespace spprof {
 namespace {
 
-// How many frames we are willing to look at in total. Stacks deeper than
-// kMaxDepth keep their innermost frames; this bound only limits the work
-// spent discovering that a stack was deeper (or corrupt).
-constexpr int kMaxWalk = 4096;
+// How many frames we are willing to look at in total: the frames kept
+// (max_frames, kMaxDepth) plus the C-stack entry and shim frames between
+// them. The walk stops as soon as max_frames Python frames are kept (the
+// stack is then marked truncated, its innermost frames kept): frames outside
+// the thread's data stack (every coroutine and generator of an await chain)
+// cost a system call or two each, so the cost of a sample must not grow with
+// the depth of the program's stack.
+constexpr int kMaxWalk = 2 * kMaxDepth + 16;
 
 inline bool plausible_pointer(const void* p) {
     auto v = reinterpret_cast<uintptr_t>(p);
@@ -132,7 +136,11 @@ WalkResult walk_chain(PyThreadState* tstate, const compat::InterpreterFrame* fra
                 if (code_ok) header.ob_size = Py_SIZE(code);
             }
             if (code_ok) {
-                if (r.depth < max_frames) {
+                if (r.depth >= max_frames) {
+                    r.truncated = true;
+                    break;
+                }
+                {
                     if (frame == gc_frame && r.gc_pos < 0) r.gc_pos = static_cast<int16_t>(r.depth);
                     int32_t idx = compat::frame_instr_index(f, code);
                     if (idx < 0 || idx >= header.ob_size) idx = -1;
@@ -140,8 +148,6 @@ WalkResult walk_chain(PyThreadState* tstate, const compat::InterpreterFrame* fra
                     out[r.depth].instr = idx;
                     out[r.depth].reserved = 0;
                     ++r.depth;
-                } else {
-                    r.truncated = true;
                 }
             }
         }

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 
 #include <cstdlib>
 #include <new>
@@ -15,6 +16,7 @@
 #include "compat.h"
 #include "sampler.h"
 #include "session.h"
+#include "thread_hooks.h"
 
 namespace {
 
@@ -123,26 +125,33 @@ PyObject* native_after_fork_in_child(PyObject*, PyObject*) {
     Py_RETURN_NONE;
 }
 
-// The first thing a thread started while profiling runs (see
-// spprof/_threads.py): give the thread its timer, then run its target.
-// A C function, so it adds no frame to the thread's Python stacks.
-PyObject* native_thread_bootstrap(PyObject*, PyObject* args) {
-    PyObject* function = nullptr;
-    PyObject* call_args = nullptr;
-    PyObject* kwargs = nullptr;
-    if (!PyArg_ParseTuple(args, "OO!|O!:thread_bootstrap", &function, &PyTuple_Type, &call_args,
-                          &PyDict_Type, &kwargs)) {
-        return nullptr;
+// Audit hook (runtime-wide, C, so it costs the program's other audited
+// events a string comparison): os.execv and friends raise "os.exec" right
+// before the system call, with the GIL held.
+int audit_hook(const char* event, PyObject*, void*) {
+    if (event[0] == 'o' && strcmp(event, "os.exec") == 0) Session::instance().before_exec();
+    return 0;
+}
+
+PyObject* native_has_unbuilt_result(PyObject*, PyObject*) {
+    return PyBool_FromLong(Session::instance().has_unbuilt_result());
+}
+
+PyObject* native_install_exec_hook(PyObject*, PyObject*) {
+    static bool installed = false;
+    if (!installed) {
+        if (PySys_AddAuditHook(audit_hook, nullptr) < 0) return nullptr;
+        installed = true;
     }
-    spprof::prepare_thread_for_exceptions();
-    try {
-        Session::instance().register_current_thread();
-    } catch (const std::exception&) {
-        // Out of memory: the thread runs unsampled rather than not at all.
-    }
-    PyObject* result = PyObject_Call(function, call_args, kwargs);
-    Session::instance().current_thread_exiting();  // no exception-clearing, no Python code
-    return result;
+    Py_RETURN_NONE;
+}
+
+PyObject* native_wrap_start_new_thread(PyObject*, PyObject* original) {
+    return spprof::wrap_start_new_thread(original);
+}
+
+PyObject* native_wrap_start_joinable_thread(PyObject*, PyObject* original) {
+    return spprof::wrap_start_joinable_thread(original);
 }
 
 // SIGPROF stays the program's while we sample with it (spprof/_signals.py).
@@ -277,8 +286,14 @@ PyMethodDef kMethods[] = {
     {"unregister_thread", native_unregister_thread, METH_NOARGS, nullptr},
     {"is_thread_registered", native_is_thread_registered, METH_NOARGS, nullptr},
     {"after_fork_in_child", native_after_fork_in_child, METH_NOARGS, nullptr},
-    {"thread_bootstrap", native_thread_bootstrap, METH_VARARGS,
-     "Register the calling (new) thread for sampling, then call function(*args, **kwargs)."},
+    {"has_unbuilt_result", native_has_unbuilt_result, METH_NOARGS,
+     "Whether the last stop() ran out of memory and kept the samples for a retry."},
+    {"install_exec_hook", native_install_exec_hook, METH_NOARGS,
+     "Install the audit hook that makes os.exec* safe during a session (once)."},
+    {"wrap_start_new_thread", native_wrap_start_new_thread, METH_O,
+     "The thread-start hook around _thread.start_new_thread (thread_hooks.h)."},
+    {"wrap_start_joinable_thread", native_wrap_start_joinable_thread, METH_O,
+     "The thread-start hook around _thread.start_joinable_thread (3.13)."},
     {"sigprof_program_signal", native_sigprof_program_signal, METH_VARARGS,
      "Install the program's SIGPROF disposition through Python's signal.signal, keeping ours."},
     {"sigprof_restored", native_sigprof_restored, METH_NOARGS, nullptr},
@@ -305,6 +320,7 @@ PyModuleDef kModule = {
 
 PyMODINIT_FUNC PyInit__native() {
     spprof::prepare_thread_for_exceptions();
+    if (!spprof::thread_hooks_init()) return nullptr;
     PyObject* m = PyModule_Create(&kModule);
     if (m == nullptr) return nullptr;
     if (PyModule_AddIntConstant(m, "MAX_DEPTH", spprof::kMaxDepth) < 0 ||

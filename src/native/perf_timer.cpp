@@ -72,11 +72,18 @@ bool perf_events_available(std::string* why) {
 bool perf_events_include_kernel() { return g_include_kernel; }
 
 int perf_timer_create(pid_t tid, uint32_t session, int64_t interval_ns, int64_t phase_ns,
-                      PerfTimer* out) {
+                      int min_fd, PerfTimer* out) {
     if (!perf_events_available(nullptr)) return ENOTSUP;
     if (phase_ns <= 0 || phase_ns > interval_ns) phase_ns = interval_ns;
     int fd = open_event(tid, phase_ns, g_include_kernel);
     if (fd < 0) return errno;
+    if (fd < min_fd) {
+        int high = fcntl(fd, F_DUPFD_CLOEXEC, min_fd);
+        int saved = errno;
+        close(fd);
+        if (high < 0) return saved == EINVAL ? EMFILE : saved;
+        fd = high;
+    }
     PerfSlot* slot = perf_slot(fd);
     struct stat sb;
     f_owner_ex owner{F_OWNER_TID, tid};
@@ -103,6 +110,7 @@ int perf_timer_create(pid_t tid, uint32_t session, int64_t interval_ns, int64_t 
     slot->disabled_cpu_ns = -1;
     slot->session.store(session & 0xffffu ? session & 0xffffu : 1, std::memory_order_release);
     out->fd = fd;
+    out->tid = tid;
     out->dev = sb.st_dev;
     out->ino = sb.st_ino;
     return 0;
@@ -119,6 +127,7 @@ int64_t thread_cpu_ns(pid_t tid) {
 
 int perf_timer_enable(const PerfTimer& t, bool on) {
     if (t.fd < 0) return EINVAL;
+    if (!perf_timer_still_ours(t)) return EBADF;
     PerfSlot* slot = perf_slot(t.fd);
     if (on) {
         if (slot != nullptr) {
@@ -140,11 +149,25 @@ int perf_timer_enable(const PerfTimer& t, bool on) {
     return 0;
 }
 
-namespace {
-bool still_ours(const PerfTimer& t) {
+bool perf_timer_still_ours(const PerfTimer& t) {
+    if (t.fd < 0) return false;
+    // Every anonymous-inode file (perf events, eventfds, epoll, ...) shares
+    // one inode, so the inode alone does not prove it; a program's file
+    // that is also set to signal SIGPROF to this very thread does not exist.
     struct stat sb;
-    return t.fd >= 0 && fstat(t.fd, &sb) == 0 && sb.st_dev == t.dev && sb.st_ino == t.ino;
+    if (fstat(t.fd, &sb) != 0 || sb.st_dev != t.dev || sb.st_ino != t.ino) return false;
+    if (fcntl(t.fd, F_GETSIG) != SIGPROF) return false;
+    f_owner_ex owner{};
+    return fcntl(t.fd, F_GETOWN_EX, &owner) == 0 && owner.type == F_OWNER_TID && owner.pid == t.tid;
 }
+
+void perf_timer_forget(PerfTimer* t) {
+    if (PerfSlot* slot = perf_slot(t->fd)) slot->session.store(0, std::memory_order_release);
+    t->fd = -1;
+}
+
+namespace {
+bool still_ours(const PerfTimer& t) { return perf_timer_still_ours(t); }
 }  // namespace
 
 void perf_timer_close(PerfTimer* t) {
@@ -155,6 +178,8 @@ void perf_timer_close(PerfTimer* t) {
         ioctl(t->fd, PERF_EVENT_IOC_DISABLE, 0);
         if (PerfSlot* slot = perf_slot(t->fd)) slot->session.store(0, std::memory_order_release);
         close(t->fd);
+    } else if (PerfSlot* slot = perf_slot(t->fd)) {
+        slot->session.store(0, std::memory_order_release);  // the number is the program's now
     }
     t->fd = -1;
 }

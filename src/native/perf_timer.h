@@ -68,15 +68,25 @@ bool perf_events_include_kernel();
 
 struct PerfTimer {
     int fd = -1;
-    dev_t dev = 0;  // identity of the descriptor, checked before closing:
+    pid_t tid = 0;  // the thread it signals
+    dev_t dev = 0;  // identity of the descriptor, checked before any use:
     ino_t ino = 0;  // the program may have closed it and reused the number
 };
 
 // Open a disabled event for thread `tid` whose first expiration comes after
 // `phase_ns` of its CPU time and then every `interval_ns`; signals go to
-// that thread as SIGPROF. Returns 0 or an errno value.
+// that thread as SIGPROF. The descriptor is placed at `min_fd` or above
+// (out of the low numbers programs expect: select() takes only descriptors
+// below 1024); EMFILE when it cannot be. Returns 0 or an errno value.
 int perf_timer_create(pid_t tid, uint32_t session, int64_t interval_ns, int64_t phase_ns,
-                      PerfTimer* out);
+                      int min_fd, PerfTimer* out);
+// Whether `t`'s descriptor is still our event: a perf_event file set up to
+// signal SIGPROF to its thread. The program may have closed it and reused
+// the number, or dup2'ed something over it. ASYNC-SIGNAL-SAFE (fcntl and
+// fstat only).
+bool perf_timer_still_ours(const PerfTimer& t);
+// Forget a descriptor that is no longer ours, without touching it.
+void perf_timer_forget(PerfTimer* t);
 // Enable (true) or disable the event. Returns 0 or an errno value. The CPU
 // the thread uses while its event is disabled is taken out of its grid.
 int perf_timer_enable(const PerfTimer& t, bool on);

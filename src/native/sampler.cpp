@@ -172,6 +172,40 @@ bool restore_signal_handler() {
     return g_restored_program;
 }
 
+bool suspend_signal_handler_for_exec() {
+    if (!g_installed) return false;
+    HandlerState& st = handler_state();
+    // As in restore_signal_handler: SIG_IGN discards what is pending on
+    // every thread, the exec'ing one included (pending signals survive
+    // execve; the new image has no handler for them).
+    struct sigaction ignore;
+    memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    struct sigaction installed;
+    if (sigaction(SIGPROF, &ignore, &installed) != 0) installed = our_disposition();
+    wait_for_handlers_to_finish();
+    struct sigaction back;
+    if (is_ours(installed)) {
+        st.program.get(&back);
+    } else {
+        back = installed;  // someone else's, installed at the C level: theirs
+    }
+    sigaction(SIGPROF, &back, nullptr);
+    g_installed = false;
+    return true;
+}
+
+void resume_signal_handler_after_exec() {
+    if (g_installed) return;
+    HandlerState& st = handler_state();
+    struct sigaction ours = our_disposition();
+    struct sigaction found;
+    if (sigaction(SIGPROF, &ours, &found) != 0) return;
+    if (!is_ours(found)) st.program.set(found);
+    g_installed = true;
+}
+
 void restore_signal_handler_after_fork() {
     // Idempotent: spprof/_signals.py may call it before the session's own
     // after-fork handling does. The child has no timers and no pending

@@ -71,6 +71,17 @@ bool reclaim_signal_handler(bool believe_default);
 // theirs stays and this returns false.
 bool restore_signal_handler();
 
+// The program is about to exec (os.exec*, seen by an audit hook): our
+// timers are already disarmed. Discard every pending SIGPROF and put the
+// disposition the program believes it has in place of our handler, so the
+// new image inherits the program's own (a handler becomes SIG_DFL there;
+// SIG_IGN stays) and no signal of ours. False if our handler was not
+// installed.
+bool suspend_signal_handler_for_exec();
+// The exec failed and the program goes on: our handler back, what was
+// installed meanwhile becoming what the program believes it has.
+void resume_signal_handler_after_exec();
+
 // In a fork child: the same without waiting (the child has no timers and
 // no pending signals). Idempotent.
 void restore_signal_handler_after_fork();

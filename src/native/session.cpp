@@ -1,9 +1,7 @@
 #include "session.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -20,6 +18,7 @@
 #include "perf_timer.h"
 #include "sampler.h"
 #include "signal_handler.h"
+#include "wakeup.h"
 
 namespace spprof {
 
@@ -30,6 +29,11 @@ namespace {
 // switch, which is not free in a virtual machine.
 constexpr int kBusyPollMs = 20;
 constexpr int kSteadyPollMs = 50;
+// How long after an exec began spprof concludes that it failed (execve
+// replaces the process long before; only then are timers armed again).
+constexpr int64_t kExecGraceNs = 1'000'000'000;
+// How often the service thread checks that its descriptors are still its own.
+constexpr int64_t kDescriptorCheckNs = 500'000'000;
 constexpr int64_t kBusyWindowNs = 1'000'000'000;
 // It takes the GIL (to scan thread states, resolve and aggregate samples)
 // at least this often, and early when the thread count changes or the
@@ -87,10 +91,36 @@ namespace {
 // gc.callbacks entry: tells the signal handler which thread is collecting
 // and from which frame, so its samples get a <gc> frame there. Runs on the
 // collecting thread with the GIL; creates no objects.
+//
+// CPython calls the entries by index, reading the list's length as it goes:
+// an entry before ours that removes itself during "stop" (a one-shot
+// callback) would make it skip ours, and the thread would stay marked as
+// collecting. So ours is kept first: inserted at the front, and moved back
+// there at each "start" if the program inserted before it (moving the
+// current entry to the front changes no position after it, so CPython's
+// walk neither skips nor repeats an entry).
+PyObject* g_gc_list = nullptr;  // gc.callbacks while ours is in it
+PyObject* g_gc_self = nullptr;  // our entry
+
+void keep_gc_callback_first() {
+    PyObject* list = g_gc_list;
+    if (list == nullptr || !PyList_Check(list)) return;
+    for (Py_ssize_t i = 1; i < PyList_GET_SIZE(list); ++i) {
+        if (PyList_GET_ITEM(list, i) != g_gc_self) continue;
+        Py_INCREF(g_gc_self);
+        if (PyList_SetSlice(list, i, i + 1, nullptr) < 0 || PyList_Insert(list, 0, g_gc_self) < 0) {
+            PyErr_Clear();  // out of memory: left where it is
+        }
+        Py_DECREF(g_gc_self);
+        return;
+    }
+}
+
 PyObject* gc_phase(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     HandlerState& st = handler_state();
     if (nargs >= 1 && PyUnicode_Check(args[0])) {
         if (PyUnicode_CompareWithASCIIString(args[0], "start") == 0) {
+            keep_gc_callback_first();
             static thread_local pid_t tid = 0;
             if (tid == 0) tid = current_tid();
             PyThreadState* ts = PyThreadState_Get();
@@ -127,9 +157,13 @@ bool Session::install_gc_callback() {
     }
     PyObject* list = gc_callbacks_list();
     if (list == nullptr) return true;  // no gc.callbacks: GC simply is not marked
-    int rc = PyList_Append(list, gc_callback_);
-    Py_DECREF(list);
-    if (rc < 0) return false;
+    int rc = PyList_Insert(list, 0, gc_callback_);
+    if (rc < 0) {
+        Py_DECREF(list);
+        return false;
+    }
+    g_gc_list = list;  // our reference
+    g_gc_self = gc_callback_;
     gc_callback_installed_ = true;
     return true;
 }
@@ -138,6 +172,8 @@ void Session::remove_gc_callback() {
     handler_state().gc_tid.store(0);
     if (!gc_callback_installed_) return;
     gc_callback_installed_ = false;
+    Py_CLEAR(g_gc_list);
+    g_gc_self = nullptr;
     PyObject* list = gc_callbacks_list();
     if (list == nullptr) return;
     for (Py_ssize_t i = PyList_GET_SIZE(list) - 1; i >= 0; --i) {
@@ -163,6 +199,11 @@ bool Session::start(const StartOptions& options) {
         return false;
     }
     HandlerState& st = handler_state();
+    exec_pending_.store(false);
+    if (unbuilt_) {
+        unbuilt_ = false;  // a result nobody asked for again: dropped
+        release_everything();
+    }
     if (names_.threading == nullptr) {
         names_.threading = PyUnicode_InternFromString("threading");
         names_.active = PyUnicode_InternFromString("_active");
@@ -192,6 +233,8 @@ bool Session::start(const StartOptions& options) {
     service_gil_ticks_.store(0);
     warned_timer_failure_ = false;
     warned_blocked_ = false;
+    warned_descriptors_ = false;
+    descriptors_checked_ns_ = 0;
     blocked_check_cursor_ = 0;
     sigprof_blocked_.clear();
     health_seen_.clear();
@@ -206,10 +249,10 @@ bool Session::start(const StartOptions& options) {
         return false;
     }
     warned_memory_ = false;
-    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     st.counters.reset();
     st.buffer = &buffer_;
-    st.wake_fd = wake_fd_;
+    st.wake_word.store(0);
+    st.wake_enabled.store(true);
     st.wake_threshold = std::max<size_t>(1, buffer_.capacity() / 4);
     st.wake_pending.store(false);
     st.paused.store(false);
@@ -466,7 +509,6 @@ void Session::service_loop() {
     service_tid_.store(current_tid());
     PyGILState_STATE gil = PyGILState_Ensure();
     PyThreadState* tstate = PyEval_SaveThread();
-    pollfd pfd{wake_fd_, POLLIN, 0};
     long threads_seen = process_thread_count();
     int64_t last_full_ns = monotonic_now_ns();
     int64_t last_change_ns = last_full_ns;
@@ -475,15 +517,9 @@ void Session::service_loop() {
     int hot = kHotTicks;
     while (!service_stop_.load(std::memory_order_acquire)) {
         bool busy = monotonic_now_ns() - last_change_ns < kBusyWindowNs;
-        int ready = poll(&pfd, 1, busy ? kBusyPollMs : kSteadyPollMs);
+        // Woken early when the buffer is a quarter full.
+        bool work = wakeup_wait(&handler_state().wake_word, busy ? kBusyPollMs : kSteadyPollMs);
         service_wakes_.fetch_add(1, std::memory_order_relaxed);
-        bool work = false;
-        if (ready > 0) {
-            uint64_t value;
-            ssize_t ignored = read(wake_fd_, &value, sizeof value);
-            (void)ignored;
-            work = true;  // the buffer is a quarter full
-        }
         if (service_stop_.load(std::memory_order_acquire)) break;
         long threads_now = process_thread_count();
         if (threads_now != threads_seen) {
@@ -524,9 +560,24 @@ void Session::service_tick(bool force_names) {
 void Session::service_tick_unsafe(bool force_names) {
     if (!active_) return;
     HandlerState& st = handler_state();
+    if (exec_pending_.load() && monotonic_now_ns() - exec_at_ns_ > kExecGraceNs) {
+        resume_after_failed_exec();  // still here: the exec failed
+    }
     // The service thread itself has a thread state (it holds the GIL here)
     // but must not be sampled.
     pid_t self = service_tid_.load();
+    int64_t now_ns = monotonic_now_ns();
+    if (now_ns - descriptors_checked_ns_ > kDescriptorCheckNs) {
+        // The program may close or replace any descriptor (a daemonizer's
+        // closerange, dup2): ours are checked, never touched if not ours,
+        // and their threads get new timers in the scan below.
+        descriptors_checked_ns_ = now_ns;
+        if (registry_.drop_lost_perf_timers() > 0 && !warned_descriptors_) {
+            warned_descriptors_ = true;
+            warn("spprof: the program closed or replaced descriptors of spprof's sampling "
+                 "timers (perf_event); spprof left them alone and gave the threads new timers.");
+        }
+    }
     registry_.sync_with_interpreter(PyThreadState_GetInterpreter(PyThreadState_Get()));
     if (self != 0 && registry_.is_registered(self)) registry_.unregister_thread(self);
     RegistryCounters c = registry_.counters();
@@ -647,14 +698,33 @@ bool Session::pause() {
     // perf_event grid, which disarming moves: wait for it.
     handler_state().paused.store(true);
     wait_for_handlers_to_finish();
-    registry_.set_interval(0);
+    if (!exec_pending_.load()) registry_.set_interval(0);
     paused_at_ns_ = monotonic_now_ns();
     return true;
 }
 
+void Session::before_exec() {
+    if (!active_ || exec_pending_.load()) return;
+    exec_pending_.store(true);
+    exec_at_ns_ = monotonic_now_ns();
+    // No timer of ours fires again (threads found meanwhile get disarmed
+    // ones), then nothing of ours is pending and the program's disposition
+    // is in place. Our POSIX timers and perf_event descriptors (close on
+    // exec) do not survive execve.
+    registry_.set_interval(0);
+    suspend_signal_handler_for_exec();
+}
+
+void Session::resume_after_failed_exec() {
+    if (!exec_pending_.load()) return;
+    resume_signal_handler_after_exec();
+    exec_pending_.store(false);
+    if (!handler_state().paused.load()) registry_.set_interval(options_.interval_ns);
+}
+
 bool Session::resume() {
     if (!active_ || !handler_state().paused.load()) return false;
-    registry_.set_interval(options_.interval_ns);
+    if (!exec_pending_.load()) registry_.set_interval(options_.interval_ns);
     paused_total_ns_ += monotonic_now_ns() - paused_at_ns_;
     handler_state().paused.store(false);
     return true;
@@ -677,9 +747,7 @@ int Session::start_service_thread() {
 void Session::stop_service_thread() {
     if (!service_running_) return;
     service_stop_.store(true, std::memory_order_release);
-    uint64_t one = 1;
-    ssize_t ignored = write(wake_fd_, &one, sizeof one);
-    (void)ignored;
+    wakeup_signal(&handler_state().wake_word);
     Py_BEGIN_ALLOW_THREADS pthread_join(service_thread_, nullptr);
     Py_END_ALLOW_THREADS service_running_ = false;
     service_tid_.store(0);
@@ -718,12 +786,14 @@ void Session::resume_service_after_fork() {
 }
 
 PyObject* Session::stop() {
+    if (!active_ && unbuilt_) return finish_result();
     if (!active_) {
         PyErr_SetString(PyExc_RuntimeError, "the profiler is not running; call start() first");
         return nullptr;
     }
     HandlerState& st = handler_state();
     stop_service_thread();
+    resume_after_failed_exec();  // our handler back, so the restore below finds it
     service_paused_for_fork_ = false;
     update_thread_names();
     if (st.paused.load()) paused_total_ns_ += monotonic_now_ns() - paused_at_ns_;
@@ -742,6 +812,16 @@ PyObject* Session::stop() {
     compat::remove_code_death_hook();
     remove_gc_callback();
 
+    stopped_duration_ns_ = end_mono - start_mono_ns_;
+    stopped_process_cpu_ns_ = process_cpu;
+    unbuilt_ = true;
+    return finish_result();
+}
+
+PyObject* Session::finish_result() {
+    // The session has ended (no timers, no handler, nothing pending); its
+    // samples are turned into the result dict. Out of memory, they are
+    // kept (unbuilt_) and the next stop() tries again.
     PyObject* result = nullptr;
     try {
         result = build_result();
@@ -750,12 +830,16 @@ PyObject* Session::stop() {
     }
     if (result != nullptr) {
         PyObject* extra = Py_BuildValue("{s:L,s:L,s:L}", "duration_ns",
-                                        static_cast<long long>(end_mono - start_mono_ns_),
-                                        "process_cpu_ns", static_cast<long long>(process_cpu),
+                                        static_cast<long long>(stopped_duration_ns_),
+                                        "process_cpu_ns", static_cast<long long>(stopped_process_cpu_ns_),
                                         "paused_ns", static_cast<long long>(paused_total_ns_));
         if (extra == nullptr || PyDict_Update(result, extra) < 0) Py_CLEAR(result);
         Py_XDECREF(extra);
     }
+    if (result == nullptr && PyErr_ExceptionMatches(PyExc_MemoryError)) {
+        return nullptr;  // kept for a retry (has_unbuilt_result)
+    }
+    unbuilt_ = false;
     release_everything();
     if (flush_warnings() != 0) Py_CLEAR(result);
     return result;
@@ -766,11 +850,9 @@ void Session::release_everything() {
     st.active.store(false);
     wait_for_handlers_to_finish();
     st.buffer = nullptr;
-    st.wake_fd = -1;
+    st.wake_enabled.store(false);
     active_ = false;
     buffer_.release_memory();
-    if (wake_fd_ >= 0) close(wake_fd_);
-    wake_fd_ = -1;
     codes_.clear();
     resolver_.clear();
     aggregator_.clear();
@@ -856,6 +938,7 @@ PyObject* Session::stats() {
     bool ok = put(result, "backend", PyUnicode_FromString(backend)) &&
               put(result, "perf_timers_created", PyLong_FromUnsignedLongLong(rc.perf_timers_created)) &&
               put(result, "perf_fallbacks", PyLong_FromUnsignedLongLong(rc.perf_fallbacks)) &&
+              put(result, "perf_descriptors_lost", PyLong_FromUnsignedLongLong(rc.perf_descriptors_lost)) &&
               put(result, "perf_include_kernel", PyBool_FromLong(perf_events_include_kernel())) &&
               put(result, "gc_samples", PyLong_FromUnsignedLongLong(c.gc_samples.load())) &&
               put(result, "subinterpreter_samples",

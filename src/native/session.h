@@ -62,6 +62,14 @@ public:
     static void after_fork_in_child();
     // os.fork() hooks in the parent (GIL held): the service thread is not
     // running while the process forks.
+    // Audit hook, "os.exec" (GIL held): nothing of ours may reach the new
+    // image. Disarms every timer and hands SIGPROF back to the program; if
+    // the process is still here kExecGraceNs later, the exec failed and
+    // sampling resumes (service thread).
+    void before_exec();
+    // stop() ran out of memory building its result: the samples are kept
+    // and the next stop() returns them.
+    bool has_unbuilt_result() const { return unbuilt_; }
     void before_fork();
     void after_fork_in_parent();
     void resume_service_after_fork();  // GIL held; no-op unless paused for a fork
@@ -124,6 +132,8 @@ private:
     std::atomic<bool> flush_scheduled_{false};
     bool warned_timer_failure_ = false;
     bool warned_blocked_ = false;
+    bool warned_descriptors_ = false;
+    int64_t descriptors_checked_ns_ = 0;
     bool warned_memory_ = false;
     uint64_t tick_failures_ = 0;
     size_t blocked_check_cursor_ = 0;
@@ -153,7 +163,6 @@ private:
     // took the GIL.
     std::atomic<uint64_t> service_wakes_{0};
     std::atomic<uint64_t> service_gil_ticks_{0};
-    int wake_fd_ = -1;
     uint64_t names_seen_created_ = ~uint64_t{0};
     int64_t names_updated_ns_ = 0;
 
@@ -163,6 +172,14 @@ private:
     int64_t start_mono_ns_ = 0;
     int64_t start_process_cpu_ns_ = 0;
     int64_t paused_at_ns_ = 0;
+    // An exec is under way (before_exec) since exec_at_ns_.
+    std::atomic<bool> exec_pending_{false};
+    bool unbuilt_ = false;
+    int64_t stopped_duration_ns_ = 0;
+    int64_t stopped_process_cpu_ns_ = 0;
+    PyObject* finish_result();
+    int64_t exec_at_ns_ = 0;
+    void resume_after_failed_exec();
     int64_t paused_total_ns_ = 0;
     uint64_t resolved_samples_ = 0;
 };

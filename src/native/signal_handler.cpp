@@ -2,6 +2,7 @@
 #include "signal_handler.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/perf_event.h>
 #include <pthread.h>
 #include <sched.h>
@@ -14,6 +15,7 @@
 #include "frame_walker.h"
 #include "perf_timer.h"
 #include "sample_buffer.h"
+#include "wakeup.h"
 
 namespace spprof {
 
@@ -153,9 +155,17 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
             return;
         }
         if (!slot->period_set) {
-            // The first period was the random phase; from now on, the interval.
-            uint64_t period = static_cast<uint64_t>(slot->interval_ns);
-            ioctl(info->si_fd, PERF_EVENT_IOC_PERIOD, &period);
+            // The first period was the random phase; from now on, the
+            // interval. Only on a descriptor that is still this event (set
+            // to signal SIGPROF to this thread): the program may have closed
+            // ours and reused the number since the signal was queued.
+            f_owner_ex owner{};
+            if (fcntl(info->si_fd, F_GETSIG) == SIGPROF &&
+                fcntl(info->si_fd, F_GETOWN_EX, &owner) == 0 && owner.type == F_OWNER_TID &&
+                owner.pid == tid) {
+                uint64_t period = static_cast<uint64_t>(slot->interval_ns);
+                ioctl(info->si_fd, PERF_EVENT_IOC_PERIOD, &period);
+            }
             slot->period_set = true;
         }
         weight = perf_weight(slot);
@@ -230,11 +240,10 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
         }
         st.buffer->publish(slot);
         c.samples.fetch_add(1, std::memory_order_relaxed);
-        if (st.wake_fd >= 0 && st.buffer->approx_size() >= st.wake_threshold &&
+        if (st.wake_enabled.load(std::memory_order_relaxed) &&
+            st.buffer->approx_size() >= st.wake_threshold &&
             !st.wake_pending.exchange(true, std::memory_order_acq_rel)) {
-            uint64_t one = 1;
-            ssize_t ignored = write(st.wake_fd, &one, sizeof one);  // eventfd: AS-safe
-            (void)ignored;
+            wakeup_signal(&st.wake_word);
         }
     }
     c.handler_ns.fetch_add(static_cast<uint64_t>(monotonic_ns() - start),

@@ -92,7 +92,8 @@ struct HandlerState {
     std::atomic<uint32_t> session{0};   // low 16 bits go into si_value
     SampleBuffer* buffer = nullptr;     // set before `active`
     std::atomic<uint64_t> code_epoch{0};  // bumped on every code object death
-    int wake_fd = -1;                   // eventfd: ask the resolver to drain
+    std::atomic<bool> wake_enabled{false};  // a service thread waits on wake_word
+    std::atomic<uint32_t> wake_word{0};     // futex: ask the resolver to drain (wakeup.h)
     std::atomic<bool> wake_pending{false};
     size_t wake_threshold = 0;          // buffer fill that triggers a wake
     ProgramDisposition program;         // what foreign SIGPROFs get

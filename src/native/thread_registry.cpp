@@ -18,12 +18,7 @@ void ThreadRegistry::begin(uint32_t session, int64_t interval_ns, pid_t ignored_
     session_ = session;
     backend_ = backend;
     perf_open_ = 0;
-    rlimit nofile{};
     perf_budget_ = 0;
-    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
-        rlim_t soft = nofile.rlim_cur == RLIM_INFINITY ? rlim_t{1} << 20 : nofile.rlim_cur;
-        perf_budget_ = std::min<size_t>(static_cast<size_t>(soft / 4), kMaxPerfFd / 2);
-    }
     interval_ns_ = interval_ns;
     ignored_tid_ = ignored_tid;
     counters_ = RegistryCounters{};
@@ -32,6 +27,39 @@ void ThreadRegistry::begin(uint32_t session, int64_t interval_ns, pid_t ignored_
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     rng_ ^= (uint64_t(ts.tv_sec) << 32) ^ uint64_t(ts.tv_nsec) ^ (uint64_t(getpid()) << 16);
+}
+
+void ThreadRegistry::refresh_perf_budget_locked(int* min_fd) {
+    // From the current RLIMIT_NOFILE (the program may lower it at any
+    // time): a quarter of it for our descriptors, placed from half of it
+    // (at most from 1024) upwards, so the low numbers stay the program's and
+    // select(), which takes descriptors below 1024 only, keeps working.
+    rlimit nofile{};
+    perf_budget_ = 0;
+    *min_fd = 0;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) != 0) return;
+    rlim_t soft = nofile.rlim_cur == RLIM_INFINITY ? rlim_t{1} << 20 : nofile.rlim_cur;
+    perf_budget_ = std::min<size_t>(static_cast<size_t>(soft / 4), kMaxPerfFd / 2);
+    *min_fd = static_cast<int>(std::min<rlim_t>(soft / 2, 1024));
+}
+
+size_t ThreadRegistry::drop_lost_perf_timers() {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t lost = 0;
+    for (auto it = threads_.begin(); it != threads_.end();) {
+        auto next = std::next(it);
+        if (it->second.timer.is_perf() && !perf_timer_still_ours(it->second.timer.perf)) {
+            // Closed or replaced by the program: the number is not ours to
+            // touch. The thread gets a new timer at the next scan.
+            perf_timer_forget(&it->second.timer.perf);
+            if (perf_open_ > 0) --perf_open_;
+            threads_.erase(it);
+            ++lost;
+        }
+        it = next;
+    }
+    counters_.perf_descriptors_lost += lost;
+    return lost;
 }
 
 int64_t ThreadRegistry::random_phase_locked() {
@@ -49,8 +77,10 @@ bool ThreadRegistry::add_locked(pid_t tid, uint64_t uid) {
     entry.tstate_uid = uid;
     int64_t phase = random_phase_locked();
     int err = -1;
+    int min_fd = 0;
+    if (backend_ == Backend::perf_event) refresh_perf_budget_locked(&min_fd);
     if (backend_ == Backend::perf_event && perf_open_ < perf_budget_) {
-        err = perf_timer_create(tid, session_, interval_ns_, phase, &entry.timer.perf);
+        err = perf_timer_create(tid, session_, interval_ns_, phase, min_fd, &entry.timer.perf);
         if (err == 0) {
             err = interval_ns_ > 0 ? perf_timer_enable(entry.timer.perf, true) : 0;
             if (err != 0) perf_timer_close(&entry.timer.perf);

@@ -23,6 +23,7 @@ struct RegistryCounters {
     uint64_t timers_created = 0;
     uint64_t perf_timers_created = 0;  // of timers_created, perf_event ones
     uint64_t perf_fallbacks = 0;       // perf_event refused for a thread: POSIX timer instead
+    uint64_t perf_descriptors_lost = 0;  // closed or replaced by the program, timer recreated
     uint64_t timers_deleted = 0;
     uint64_t create_failures = 0;
     uint64_t overruns_at_delete = 0;
@@ -55,6 +56,11 @@ public:
     // Re-arm every timer with `interval_ns` (0 disarms), keeping them all.
     void set_interval(int64_t interval_ns);
 
+    // Forget the timers whose perf_event descriptor the program closed or
+    // replaced (without touching that descriptor); their threads get new
+    // timers at the next scan. How many.
+    size_t drop_lost_perf_timers();
+
     // Delete every timer and forget every thread.
     void end();
 
@@ -74,6 +80,7 @@ private:
     // mu_ held.
     bool add_locked(pid_t tid, uint64_t uid);
     int64_t random_phase_locked();
+    void refresh_perf_budget_locked(int* min_fd);
     void remove_locked(std::unordered_map<pid_t, Entry>::iterator it);
 
     std::mutex mu_;

@@ -169,6 +169,8 @@ def _check_output_path(output_path: object) -> str | None:
         path = os.fsdecode(path)
     if not path:
         raise ValueError("output_path must not be empty")
+    if "\0" in path:
+        raise ValueError(f"output_path must not contain a NUL character, got {path!r}")
     if os.path.isdir(path):
         raise ValueError(f"output_path is a directory: {path} (give a file name inside it)")
     directory = os.path.dirname(os.path.abspath(path))
@@ -261,6 +263,8 @@ def _start_locked(interval: int, path: str | None, limit: float, take_over: bool
             )
             return
         native = _native()
+        global _unfinished
+        _unfinished = None  # a profile nobody asked for again (see _stop)
         info = _SessionInfo(interval, path, limit)
         info.start_wall_ns = _wall_ns()
         native.start(
@@ -333,31 +337,57 @@ def _finish_interrupted_stop() -> None:
         _reconcile()
 
 
+# A session whose stop() ran out of memory while building the profile:
+# (its info, the native result if it was built). The samples are kept and
+# the next stop() returns the profile.
+_unfinished: tuple[_SessionInfo, Any] | None = None
+
+_KEPT_FOR_RETRY = (
+    "not enough memory to build the profile; the session has ended and its samples are "
+    "kept: call spprof.stop() again once memory is available to get the profile"
+)
+
+
 def _stop() -> Profile:
-    global _session
+    global _session, _unfinished
     with _lock:
         _reconcile()
-        # spprof run's own session is not the program's to stop
-        if _session is None or _session.owner_pid != os.getpid() or _session.host is not None:
-            raise RuntimeError("the profiler is not running; call spprof.start() first")
-        if _session.nested_in is not None:
-            return _stop_nested()
-        info = _session
+        if _unfinished is not None and (_session is None or _session.owner_pid != os.getpid()):
+            info, raw = _unfinished
+        else:
+            # spprof run's own session is not the program's to stop
+            if _session is None or _session.owner_pid != os.getpid() or _session.host is not None:
+                raise RuntimeError("the profiler is not running; call spprof.start() first")
+            if _session.nested_in is not None:
+                return _stop_nested()
+            info, raw = _session, None
         native = _native()
+        if raw is None:
+            try:
+                raw = native.stop()
+            except MemoryError:
+                if native.has_unbuilt_result():
+                    _unfinished = (info, None)
+                    raise MemoryError(_KEPT_FOR_RETRY) from None
+                _unfinished = None
+                raise
+            finally:
+                # Interrupted before the native stop: still running, nothing
+                # changes. After it: the session is over whatever else happens.
+                if not native.is_active() and _session is info:
+                    _session = None
+                    try:
+                        _threads.uninstall()
+                    finally:
+                        _signals.session_stopped()
         try:
-            raw = native.stop()
-        finally:
-            # Interrupted before the native stop: still running, nothing
-            # changes. After it: the session is over whatever else happens.
-            if not native.is_active():
-                _session = None
-                try:
-                    _threads.uninstall()
-                finally:
-                    _signals.session_stopped()
-    prof = _profile_from_native(raw, info)
-    if info.earlier:
-        prof = _joined([*info.earlier, prof])
+            prof = _profile_from_native(raw, info)
+            if info.earlier:
+                prof = _joined([*info.earlier, prof])
+        except MemoryError:
+            _unfinished = (info, raw)
+            raise MemoryError(_KEPT_FOR_RETRY) from None
+        _unfinished = None
     if info.output_path is not None:
         _save_or_warn(prof, info.output_path)
     return prof
@@ -573,6 +603,9 @@ def _ensure_process_hooks() -> None:
         after_in_parent=native.after_fork_in_parent,
         after_in_child=_after_fork_in_child,
     )
+    # os.exec*: nothing of the session may reach the new image (a pending
+    # SIGPROF there would end it); a C audit hook sees the exec coming.
+    native.install_exec_hook()
 
 
 def _stop_at_exit() -> None:

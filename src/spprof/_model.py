@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -514,29 +513,20 @@ class Profile:
 
         ``format`` is one of :func:`spprof.writers.formats`; when omitted it is
         taken from the file extension (speedscope when that says nothing).
-        The file is written to a temporary name and renamed into place, so a
-        failed save leaves neither a partial file nor a changed profile;
-        failures raise ``OSError``.
+        The profile goes where ``open(path, "wb")`` would put it: a regular
+        file is written to a temporary name and renamed into place, so a
+        failed save leaves neither a partial file nor a changed profile; a
+        symbolic link's target is written; a device or FIFO is written
+        through, never replaced. Failures raise ``OSError`` naming ``path``.
         """
+        from ._files import write_output
         from .writers import format_for_path, get_writer
 
         target = os.fspath(path)
         fmt = format if format is not None else format_for_path(target, default="speedscope")
         writer = get_writer(fmt)  # ValueError for an unknown format, before any I/O
         data = writer.render(self, **options)
-        directory = os.path.dirname(os.path.abspath(target))
-        fd, tmp = tempfile.mkstemp(prefix=".spprof-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_output(target, data)
         return target
 
     @classmethod

@@ -4,17 +4,18 @@ The service thread finds threads by polling, so a thread that lives less
 than one poll would never be sampled. While a session runs, the functions
 that start threads (``_thread.start_new_thread``, 3.13's
 ``start_joinable_thread`` and threading's private aliases of them) are
-wrapped so the new thread first runs ``_native.thread_bootstrap``: a C
-function (no Python frame in the thread's stacks) that gives the thread its
-timer and then calls the real target. Threads started another way (from C,
-or through a reference taken before the session) are still found by the
-poll.
+wrapped so the new thread first runs spprof's bootstrap, which gives the
+thread its timer and then calls the real target. The wrappers and the
+bootstrap are C functions (src/native/thread_hooks.h): they check arguments
+with the original's messages, add no frame to any stack, and report an
+uncaught exception naming the user's function. Threads started another way
+(from C, or through a reference taken before the session) are still found by
+the poll.
 """
 
 from __future__ import annotations
 
 import _thread
-import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -27,36 +28,11 @@ _wrappers: dict[tuple[object, str], Callable[..., Any]] = {}
 
 
 def _wrap_start_new_thread(original: Callable[..., Any]) -> Callable[..., Any]:
-    bootstrap = _native.thread_bootstrap
-
-    def start_new_thread(function: Any, args: Any, kwargs: Any = None, /) -> int:
-        # The same checks as the original, so a mistake is reported to the
-        # caller, not inside the new thread.
-        if not callable(function):
-            raise TypeError("first arg must be callable")
-        if not isinstance(args, tuple):
-            raise TypeError("2nd arg must be a tuple")
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise TypeError("optional 3rd arg must be a dictionary")
-        boot_args = (function, args) if kwargs is None else (function, args, kwargs)
-        return original(bootstrap, boot_args)
-
-    start_new_thread.__wrapped__ = original  # type: ignore[attr-defined]
-    start_new_thread.__doc__ = original.__doc__
-    return start_new_thread
+    return _native.wrap_start_new_thread(original)
 
 
 def _wrap_start_joinable_thread(original: Callable[..., Any]) -> Callable[..., Any]:
-    bootstrap = _native.thread_bootstrap
-
-    def start_joinable_thread(function: Any, handle: Any = None, daemon: bool = True) -> Any:
-        if not callable(function):
-            raise TypeError("thread function must be callable")
-        return original(functools.partial(bootstrap, function, ()), handle=handle, daemon=daemon)
-
-    start_joinable_thread.__wrapped__ = original  # type: ignore[attr-defined]
-    start_joinable_thread.__doc__ = original.__doc__
-    return start_joinable_thread
+    return _native.wrap_start_joinable_thread(original)
 
 
 def _targets() -> list[tuple[object, str, Callable[..., Any]]]:

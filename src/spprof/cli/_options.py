@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -160,12 +159,9 @@ def _parse_rate(text: str) -> int:
         hz = float(text)
     except ValueError:
         raise UsageError(hint) from None
-    if not math.isfinite(hz) or hz <= 0:
+    if not math.isfinite(hz) or not 1 <= hz <= 1000:
         raise UsageError(hint)
-    interval = round(1000.0 / hz)
-    if not 1 <= interval <= 1000:
-        raise UsageError(hint)
-    return interval
+    return round(1000.0 / hz)
 
 
 def _parse_memory_limit(text: str | None) -> float:
@@ -195,24 +191,22 @@ def _default_output(name: str, fmt: str) -> str:
 
 def check_output_path(path: str) -> None:
     """Fail before the target runs, rather than after it, when the profile
-    could not be written: the same temp-file-and-rename that Profile.save
-    does is tried in the directory (os.access says yes to root everywhere)."""
+    could not be written (spprof._files.check_output_target tries what the
+    save will do; os.access says yes to root everywhere)."""
+    from .._files import check_output_target
+
+    if "\0" in path:
+        raise UsageError(f"output path contains a NUL character: {path!r}")
     if os.path.isdir(path):
         raise UsageError(f"output path is a directory: {path} (give a file name with -o)")
-    directory = os.path.dirname(os.path.abspath(path))
+    directory = os.path.dirname(os.path.realpath(path))
     if not os.path.isdir(directory):
         raise UsageError(
             f"output directory does not exist: {directory} (create it or choose another -o path)"
         )
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".spprof-", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise UsageError(
-            f"cannot write to output directory: {directory}: {reason} (choose another -o path)"
-        ) from None
-    os.close(fd)
-    os.unlink(probe)
+    problem = check_output_target(path)
+    if problem is not None:
+        raise UsageError(f"{problem} (choose another -o path)")
 
 
 def validate_run(ns: argparse.Namespace, target_args: list[str]) -> RunConfig:

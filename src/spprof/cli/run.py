@@ -409,11 +409,16 @@ def _write(profile: Profile, config: RunConfig, code: int) -> int:
     if config.output == STDOUT:
         data = profile.render(config.format, **options)
         out = sys.stdout
-        if hasattr(out, "buffer"):
-            out.buffer.write(data)
-        else:
-            out.write(data.decode("utf-8", "replace"))
-        _flush(out)
+        try:
+            if hasattr(out, "buffer"):
+                out.buffer.write(data)
+                out.buffer.flush()
+            else:
+                out.write(data.decode("utf-8", "replace"))
+                out.flush()
+        except OSError as exc:
+            _discard_stdout()
+            return _write_fallback(profile, config, code, exc)
         _summary(profile, config, "<stdout>")
         return code
     try:
@@ -424,11 +429,27 @@ def _write(profile: Profile, config: RunConfig, code: int) -> int:
     return code
 
 
+def _discard_stdout() -> None:
+    """Standard output refused the profile (a full device, a closed pipe):
+    what is still buffered for it would fail again when Python flushes it at
+    exit (status 120). The profile is kept elsewhere; point descriptor 1 at
+    /dev/null so that flush succeeds."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 1)
+        finally:
+            os.close(null)
+    except OSError:
+        pass
+
+
 def _write_fallback(profile: Profile, config: RunConfig, code: int, error: OSError) -> int:
     """The output went away or turned unwritable while the target ran: keep
     the profile anyway, in the temp directory, and say where."""
     failed = code if code != 0 else EXIT_USAGE
     reason = error.strerror or str(error)
+    where = "standard output" if config.output == STDOUT else config.output
     try:
         fd, fallback = tempfile.mkstemp(
             prefix=f"spprof-{file_safe(target_name(config.script, config.module))}-",
@@ -438,12 +459,12 @@ def _write_fallback(profile: Profile, config: RunConfig, code: int, error: OSErr
         profile.save(fallback, format=config.format, merge_threads=config.merge_threads)
     except OSError as exc2:
         _error(
-            f"could not write the profile to {config.output} ({reason}) nor to "
+            f"could not write the profile to {where} ({reason}) nor to "
             f"{tempfile.gettempdir()} ({exc2.strerror or exc2}) (free some space or "
             "choose another -o path)"
         )
         return failed
-    _error(f"could not write {config.output}: {reason}; profile saved to {fallback} instead")
+    _error(f"could not write {where}: {reason}; profile saved to {fallback} instead")
     return failed
 
 
