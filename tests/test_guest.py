@@ -39,7 +39,14 @@ except spprof.ProfilerError as e:
     os._exit(0)
 burn(0.03)
 sys.stdout.flush()
-os.execv(sys.executable, [sys.executable, "-c", "print('NEW IMAGE RAN')"])
+def do_exec():
+    os.execv(sys.executable, [sys.executable, "-c", "print('NEW IMAGE RAN')"])
+if THREADS:
+    # from a worker thread, while the main thread burns
+    threading.Thread(target=do_exec).start()
+    while True:
+        burn(0.01)
+do_exec()
 """
 
 
@@ -47,8 +54,9 @@ os.execv(sys.executable, [sys.executable, "-c", "print('NEW IMAGE RAN')"])
 @pytest.mark.parametrize(("threads", "interval"), [(0, 10), (4, 1)], ids=["1-thread-10ms", "5-threads-1ms"])
 def test_exec_during_a_session_runs_the_new_image(backend, threads, interval):
     """Row "exec": os.execv in the middle of a session, with busy threads
-    sampled at 1 ms or one thread at 10 ms: the new image runs to its end,
-    never killed by a SIGPROF left pending for it (25 runs each)."""
+    sampled at 1 ms (the exec from a worker thread while the main thread
+    burns) or one thread at 10 ms: the new image runs to its end, never
+    killed by a SIGPROF left pending for it (25 runs each)."""
     deaths, skipped = [], False
     for _ in range(25):
         proc = run_python(EXEC_SRC.format(threads=threads, interval=interval, backend=backend),
@@ -81,17 +89,19 @@ try:
 except OSError:
     failed = True
 time.sleep(1.5)
-cpu = after(0.3)
+t0 = time.thread_time()
+after(0.3)
+cpu = time.thread_time() - t0
 prof = spprof.stop()
 def weight(name):
     return sum(s.weight for s in prof.samples if any(f.function_name == name for f in s.frames))
 emit({"failed": failed, "before": weight("before"), "after": weight("after"), "after_ms": cpu * 1000,
-      "disposition": str(signal.getsignal(signal.SIGPROF))})
+      "disposition_default": signal.getsignal(signal.SIGPROF) == signal.SIG_DFL})
 """
     )
     assert r["failed"], _show(r)
     assert r["before"] >= 80 and r["after"] >= 0.8 * r["after_ms"], _show(r)
-    assert r["disposition"] == "Handlers.SIG_DFL", _show(r)
+    assert r["disposition_default"], _show(r)
 
 
 def test_spprof_run_of_a_script_that_reexecs_itself(tmp_path):
@@ -132,9 +142,14 @@ for w in workers:
     w.start()
 spprof.start(interval_ms=1)
 burn(0.05)
+def fd_target(fd):
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
 ours_before = sorted(int(fd) for fd in os.listdir("/proc/self/fd")
-                     if os.readlink(f"/proc/self/fd/{fd}").startswith("anon_inode"))
-MODE = {mode!r}
+                     if (fd_target(fd) or "").startswith("anon_inode"))
+MODE = "@MODE@"
 if MODE == "closerange":
     os.closerange(3, 65536)
 else:
@@ -169,8 +184,7 @@ content = os.read(fd, 100)
 os.close(fd); os.unlink(path)
 dup_state = None
 if MODE == "dup2":
-    dup_state = [os.readlink(f"/proc/self/fd/{x}") if os.path.exists(f"/proc/self/fd/{x}") else None
-                 for x in ours_before]
+    dup_state = [fd_target(x) for x in ours_before]
     os.unlink("/tmp/spprof-dup2-donor-%d" % os.getpid())
 after = sum(s.weight for s in prof.samples if any(f.function_name == "burn" for f in s.frames))
 emit({"got": list(got), "content": content.decode("latin-1"), "idle_cpu": idle_cpu,
@@ -186,7 +200,7 @@ def test_program_closing_or_replacing_spprofs_descriptors(mode):
     spprof's mid-session: its file and socket get exactly their own bytes
     (spprof never reads, writes or closes them), spprof's CPU while the
     program idles stays under 1%, sampling goes on, at most one warning."""
-    r = run_scenario(CLOSERANGE_SRC.format(mode=mode))
+    r = run_scenario(CLOSERANGE_SRC.replace("@MODE@", mode))
     assert r["got"] == list(range(64)), _show(r)
     assert r["content"] == "program data!", _show(r)
     assert r["idle_cpu"] < 0.01, _show(r)
@@ -268,9 +282,11 @@ plain = min(timed() for _ in range(2))
 spprof.start(interval_ms=1)
 profiled = timed()
 prof = spprof.stop()
-leafs = {{s.frames[-1].function_name for s in prof.samples if any(f.function_name == "level" for f in s.frames)}}
+chain = [s for s in prof.samples if any(f.function_name == "level" for f in s.frames)]
+leafs = {{s.frames[-1].function_name for s in chain}}
+at_burn = sum(s.weight for s in chain if s.frames[-1].function_name == "burn") / max(1, sum(s.weight for s in chain))
 deep = [s for s in prof.samples if sum(f.function_name == "level" for f in s.frames) > 100]
-emit({{"plain": plain, "profiled": profiled, "leafs": sorted(leafs),
+emit({{"plain": plain, "profiled": profiled, "leafs": sorted(leafs), "at_burn": at_burn,
        "deep": len(deep), "roots": sorted({{s.frames[0].function_name for s in deep}}),
        "max_len": max(len(s.frames) for s in deep) if deep else 0,
        "truncated": prof.stats.raw["truncated_stacks"]}})
@@ -278,6 +294,78 @@ emit({{"plain": plain, "profiled": profiled, "leafs": sorted(leafs),
         timeout=300,
     )
     assert r["deep"] >= 100, _show(r)
-    assert r["leafs"] == ["burn"], _show(r)
+    # (the chain is built and torn down in Python too: a few samples end in level)
+    assert "burn" in r["leafs"] and r["at_burn"] >= 0.8, _show(r)
     assert r["roots"] == ["<truncated>"] and r["max_len"] <= 129, _show(r)
     assert r["profiled"] <= 4 * r["plain"] + 0.5, _show(r)
+
+
+def test_stop_out_of_memory_keeps_the_samples_for_a_retry():
+    """Row "memory": stop() with the address space exhausted (RLIMIT_AS set
+    just above what the process uses) either returns the profile or raises
+    MemoryError saying the samples are kept; once memory is back, stop()
+    returns the whole profile. Tried at several margins, so the failure
+    lands in different places (native result, Python conversion)."""
+    r = run_scenario(
+        """
+import resource, time, spprof
+
+def spin(cpu_s):
+    t0 = time.thread_time()
+    while time.thread_time() < t0 + cpu_s:
+        pass
+
+# 2000 functions, so the result holds 2000 distinct frames and names
+fns = []
+for i in range(500):
+    exec(f"def work_{i}(c):\\n    spin(c)\\n", globals())
+    fns.append(globals()[f"work_{i}"])
+
+def work(cpu_s):
+    for fn in fns:
+        fn(cpu_s / len(fns))
+
+def vm_size():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+
+soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+outcomes = []
+for hog_size in (1 << 20, 4096, 64):
+    spprof.start(interval_ms=1)
+    work(0.6)
+    resource.setrlimit(resource.RLIMIT_AS, (vm_size(), hard))
+    hog = []
+    try:
+        # every free block of this size and up is taken: the next
+        # allocations fail
+        for size in (1 << 20, 65536, 4096, 512, hog_size):
+            try:
+                while True:
+                    hog.append(bytearray(size))
+            except MemoryError:
+                pass
+        prof = spprof.stop()
+        outcome = "returned"
+    except MemoryError as exc:
+        prof, outcome = None, str(exc)
+    finally:
+        hog.clear()
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    if prof is None:
+        prof = spprof.stop()
+    weight = sum(s.weight for s in prof.samples if any(f.function_name == "work" for f in s.frames))
+    names = len({f.function_name for s in prof.samples for f in s.frames if f.function_name.startswith("work_")})
+    outcomes.append({"hog": hog_size, "outcome": outcome, "weight": weight, "names": names,
+                     "active": spprof.is_active()})
+emit(outcomes)
+""",
+        timeout=120,
+    )
+    print(r)
+    for o in r:
+        assert o["weight"] >= 500 and o["names"] >= 300 and not o["active"], _show(r)
+        assert o["outcome"] == "returned" or "call spprof.stop() again" in o["outcome"], _show(r)
+    # (at least one of the runs does run out of memory inside stop())
+    assert any(o["outcome"] != "returned" for o in r), _show(r)

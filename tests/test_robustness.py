@@ -859,7 +859,9 @@ out["works_during"] = threads_work()
 out["uncaught_during"] = uncaught_in_raw_thread()
 prof = spprof.stop()
 out["spprof_frames"] = sorted({f"{f.function_name} {f.filename}" for s in prof.samples for f in s.frames
-                               if "spprof" in f.filename})
+                               if f.filename.endswith("_threads.py")
+                               or f.function_name.endswith(("start_new_thread", "start_joinable_thread",
+                                                            "thread_bootstrap"))})
 out["samples"] = prof.sample_count
 out["restored"] = {k: f is before[k] for k, f in current().items()}
 out["errors_after"] = type_errors()
@@ -933,7 +935,7 @@ def test_gc_callback_that_removes_itself_does_not_leave_gc_on():
     r = run_scenario(
         BURN_SRC
         + """
-import gc, spprof
+import gc, time, spprof
 
 def one_shot(phase, info):
     if phase == "stop":
@@ -946,7 +948,9 @@ gc.callbacks.append(one_shot)
 spprof.start(interval_ms=1)
 gc.callbacks.append(lambda phase, info: None)   # one more, after spprof's
 gc.collect()
-cpu = no_collections(0.3)
+t0 = time.thread_time()
+no_collections(0.3)
+cpu = time.thread_time() - t0
 prof = spprof.stop()
 mine = [s for s in prof.samples if any(f.function_name == "no_collections" for f in s.frames)]
 emit({"samples": len(mine), "weight": sum(s.weight for s in mine),
@@ -956,3 +960,49 @@ emit({"samples": len(mine), "weight": sum(s.weight for s in mine),
     )
     assert r["weight"] >= 0.8 * r["cpu_ms"], _show(r)
     assert r["with_gc"] == 0, _show(r)
+
+
+def test_gc_callbacks_cleared_during_a_collection_do_not_leave_gc_on():
+    """The program clears gc.callbacks from its own callback while a
+    collection starts (so no entry gets "stop"), and later replaces the
+    list's contents: spprof notices its entry is gone, forgets that
+    collection and puts its entry back, so code that never collects carries
+    no <gc> and later collections are marked again."""
+    r = run_scenario(
+        BURN_SRC
+        + """
+import gc, time, spprof
+
+def clear_all(phase, info):
+    if phase == "start":
+        gc.callbacks.clear()
+
+def no_collections(cpu_s):
+    t0 = time.thread_time()
+    burn(cpu_s)
+    return time.thread_time() - t0
+
+def collects():
+    t0 = time.thread_time()
+    while time.thread_time() < t0 + 0.3:
+        gc.collect()
+
+spprof.start(interval_ms=1)
+gc.callbacks.append(clear_all)
+gc.collect()
+time.sleep(0.3)      # the service thread looks at gc.callbacks
+cpu = no_collections(0.3)
+gc.callbacks[:] = [lambda phase, info: None]
+time.sleep(0.3)
+collects()
+prof = spprof.stop()
+def weight(fn, gc_only=False):
+    return sum(s.weight for s in prof.samples if any(f.function_name == fn for f in s.frames)
+               and (not gc_only or any(f.function_name == "<gc>" for f in s.frames)))
+emit({"cpu_ms": cpu * 1000, "plain": weight("no_collections"),
+      "plain_gc": weight("no_collections", True), "collects": weight("collects"),
+      "collects_gc": weight("collects", True)})
+"""
+    )
+    assert r["plain"] >= 0.8 * r["cpu_ms"] and r["plain_gc"] == 0, _show(r)
+    assert r["collects_gc"] >= 0.5 * r["collects"], _show(r)

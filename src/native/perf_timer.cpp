@@ -157,8 +157,11 @@ bool perf_timer_still_ours(const PerfTimer& t) {
     struct stat sb;
     if (fstat(t.fd, &sb) != 0 || sb.st_dev != t.dev || sb.st_ino != t.ino) return false;
     if (fcntl(t.fd, F_GETSIG) != SIGPROF) return false;
+    // The owner reads as 0 once the thread has exited (its timer is then
+    // deleted by the registry).
     f_owner_ex owner{};
-    return fcntl(t.fd, F_GETOWN_EX, &owner) == 0 && owner.type == F_OWNER_TID && owner.pid == t.tid;
+    return fcntl(t.fd, F_GETOWN_EX, &owner) == 0 && owner.type == F_OWNER_TID &&
+           (owner.pid == t.tid || owner.pid == 0);
 }
 
 void perf_timer_forget(PerfTimer* t) {

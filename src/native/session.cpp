@@ -168,6 +168,20 @@ bool Session::install_gc_callback() {
     return true;
 }
 
+void Session::keep_gc_callback() {
+    // The program may edit gc.callbacks at any time (clear it, remove our
+    // entry, replace the list's contents), also during a collection, when
+    // our "stop" would then never come. Not in the list any more: whatever
+    // collection we saw start is not ours to mark, and the entry goes back
+    // in front. GIL held (service thread).
+    if (!gc_callback_installed_ || g_gc_list == nullptr || !PyList_Check(g_gc_list)) return;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(g_gc_list); ++i) {
+        if (PyList_GET_ITEM(g_gc_list, i) == gc_callback_) return;
+    }
+    handler_state().gc_tid.store(0, std::memory_order_release);
+    if (PyList_Insert(g_gc_list, 0, gc_callback_) < 0) PyErr_Clear();
+}
+
 void Session::remove_gc_callback() {
     handler_state().gc_tid.store(0);
     if (!gc_callback_installed_) return;
@@ -580,6 +594,7 @@ void Session::service_tick_unsafe(bool force_names) {
     }
     registry_.sync_with_interpreter(PyThreadState_GetInterpreter(PyThreadState_Get()));
     if (self != 0 && registry_.is_registered(self)) registry_.unregister_thread(self);
+    keep_gc_callback();
     RegistryCounters c = registry_.counters();
     if (force_names || c.timers_created != names_seen_created_ ||
         monotonic_now_ns() - names_updated_ns_ > kNamesRefreshNs) {

@@ -114,6 +114,7 @@ private:
     size_t resolver_budget() const;
     void warn_about_memory();
     bool install_gc_callback();  // GIL held; false with an exception set
+    void keep_gc_callback();
     void remove_gc_callback();
     PyObject* build_result();
 
