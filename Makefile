@@ -14,10 +14,10 @@ NATIVE_SOURCES := $(wildcard src/native/*.cpp src/native/*.h) CMakeLists.txt pyp
 
 all: build
 
-$(VENV)/.stamp: pyproject.toml
+$(VENV)/.stamp: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "scikit-build-core>=0.10" cmake ninja pytest pytest-timeout jsonschema selenium
+	$(PIP) install -q "scikit-build-core>=0.10" cmake ninja pytest pytest-timeout jsonschema selenium gevent
 	touch $@
 
 venv: $(VENV)/.stamp

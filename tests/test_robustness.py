@@ -95,7 +95,7 @@ sub_w = churn_w = main_w = empty_w = 0
 bad = []
 for s in prof.samples:
     names = [f.function_name for f in s.frames]
-    if not names:
+    if names == ["<no Python frame>"]:
         # 3.13 now and then, inside create()/destroy(): a thread state of
         # the main interpreter with no frame. Nothing misattributed; counted.
         empty_w += s.weight
@@ -763,7 +763,7 @@ def test_thread_start_hook_keeps_thread_semantics():
     r = run_scenario(
         BURN_SRC
         + """
-import _thread, concurrent.futures, sys, threading, time, spprof
+import _thread, concurrent.futures, re, sys, threading, time, spprof
 NAMES = [(m, n) for m, n in ((_thread, "start_new_thread"), (_thread, "start_new"),
                              (_thread, "start_joinable_thread"), (threading, "_start_new_thread"),
                              (threading, "_start_joinable_thread")) if hasattr(m, n)]
@@ -805,7 +805,9 @@ def uncaught_in_raw_thread():
     seen = []
     done = threading.Event()
     old = sys.unraisablehook
-    sys.unraisablehook = lambda u: (seen.append((u.exc_type.__name__, u.err_msg,
+    # (3.13 puts the function's repr, address included, in err_msg)
+    sys.unraisablehook = lambda u: (seen.append((u.exc_type.__name__,
+                                                 re.sub(r" at 0x[0-9a-f]+", "", u.err_msg or ""),
                                                  getattr(u.object, "__name__", repr(u.object)))),
                                     done.set())
     try:
@@ -876,7 +878,7 @@ emit(out)
     # The same messages with the hook in place as without it.
     assert r["errors_during"] == r["errors_after"], _show(r)
     assert r["uncaught_during"] == r["uncaught_after"], _show(r)
-    assert [name for _, _, name in r["uncaught_after"]] == ["raw_fail"], _show(r)
+    assert len(r["uncaught_after"]) == 1 and "raw_fail" in " ".join(r["uncaught_after"][0]), _show(r)
     # The hook is no frame of any sample.
     assert r["spprof_frames"] == [], _show(r)
     for phase in ("works_during", "works_after"):

@@ -60,7 +60,7 @@ for minor in 3.11 3.12 3.13; do
     rm -rf "$venv"
     if ! { "$py" -m venv "$venv" &&
            "$venv/bin/pip" install -q --upgrade pip &&
-           "$venv/bin/pip" install -q "scikit-build-core>=0.10" cmake ninja pytest pytest-timeout jsonschema &&
+           "$venv/bin/pip" install -q "scikit-build-core>=0.10" cmake ninja pytest pytest-timeout jsonschema gevent &&
            touch "$venv/.stamp"; }; then
       summary+=("test: $label: cannot set up $venv: FAILED"); status=1; continue
     fi
