@@ -19,7 +19,7 @@ status=0
 # version-independent and run on the default Python only.
 CORE="test_sampling.py test_threading.py test_api.py test_outputs.py test_platform.py
 test_truth.py test_sigprof_coexistence.py test_robustness.py test_exact_weights.py
-test_suite_guards.py"
+test_guest.py test_suite_guards.py"
 
 run_suite() {  # label directory python log [pytest args...]
   local label=$1 dir=$2 py=$3 log=$4
