@@ -207,6 +207,14 @@ def sigprof_timers():
 """
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "default_python: version-independent and heavy; make test runs it on the default "
+        "Python only (tools/test_all_pythons.sh)",
+    )
+
+
 @pytest.fixture(autouse=True)
 def _no_session_leaks():
     """A test must not leave the profiler running or timers armed."""

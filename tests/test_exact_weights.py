@@ -138,6 +138,7 @@ def test_perf_event_weights_are_the_threads_cpu_time():
     check(run("perf_event", 1, 8, 0.4, 5, 0.03), 1, 8)
 
 
+@pytest.mark.default_python
 def test_timer_create_weights_are_the_threads_cpu_time():
     """The same on POSIX CPU timers at 4 ms (a tick), one span of 2.4 s.
     They are checked on ticks only, so the signal of an expiration comes up

@@ -288,7 +288,7 @@ at_burn = sum(s.weight for s in chain if s.frames[-1].function_name == "burn") /
 deep = [s for s in prof.samples if sum(f.function_name == "level" for f in s.frames) > 100]
 emit({{"plain": plain, "profiled": profiled, "leafs": sorted(leafs), "at_burn": at_burn,
        "deep": len(deep), "roots": sorted({{s.frames[0].function_name for s in deep}}),
-       "max_len": max(len(s.frames) for s in deep) if deep else 0,
+       "max_len": max(sum(f.function_name != "<gc>" for f in s.frames) for s in deep) if deep else 0,
        "truncated": prof.stats.raw["truncated_stacks"]}})
 """,
         timeout=300,

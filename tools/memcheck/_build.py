@@ -10,6 +10,7 @@ finds what it is there to find.
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 import sysconfig
@@ -24,7 +25,16 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 def prepare_venv(work: Path, *, sanitize: bool, source: Path = ROOT, tag: str = "check") -> Path:
     """Create work/venv (once) and (re)install spprof from `source` into it,
-    built in work/cmake. Returns the venv's interpreter."""
+    built in work/cmake. Returns the venv's interpreter. Holds work/.lock
+    meanwhile: `make test` builds ahead in the background, and a test that
+    needs the same build waits for it, then finds it up to date."""
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _prepare_venv_locked(work, sanitize=sanitize, source=source, tag=tag)
+
+
+def _prepare_venv_locked(work: Path, *, sanitize: bool, source: Path, tag: str) -> Path:
     venv = work / "venv"
     python = venv / "bin" / "python"
     if not python.exists():

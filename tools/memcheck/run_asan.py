@@ -191,6 +191,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--cycles", type=int, default=200, help="stress start/stop cycles (default 200)")
     p.add_argument("--no-tests", action="store_true", help="only the stress, not the test scenarios")
+    p.add_argument("--build-only", action="store_true",
+                   help="only build the sanitized copy (make test does it ahead, in the background)")
     p.add_argument("--dir", type=Path, default=None,
                    help="venv, build tree and logs (default build/asan; logs of "
                         "--inject-leak in build/asan/logs-leak)")
@@ -213,6 +215,8 @@ def main() -> int:
     started = time.monotonic()
     args.dir.mkdir(parents=True, exist_ok=True)
     python = prepare_venv(args.dir, sanitize=True, source=ROOT, tag="asan")
+    if args.build_only:
+        return 0
     logs = args.dir / ("logs-leak" if args.inject_leak else "logs")
     shutil.rmtree(logs, ignore_errors=True)
     (logs / "stress").mkdir(parents=True)
