@@ -53,6 +53,7 @@ def total_weight(prof):
 """
 
 
+@pytest.mark.default_python  # the same estimator and hooks as the short-thread tests, which run everywhere
 def test_thread_per_request_server_handler_share():
     """A thread-per-request HTTP server (stdlib ThreadingHTTPServer, loopback
     only): every request runs in its own short thread whose handler calls

@@ -106,8 +106,9 @@ int perf_timer_create(pid_t tid, uint32_t session, int64_t interval_ns, int64_t 
     slot->delivered = 0;
     slot->period_set = phase_ns == interval_ns;
     slot->ever_enabled = false;
+    slot->disabled = false;
     slot->cpu_base_ns.store(0, std::memory_order_relaxed);
-    slot->disabled_cpu_ns = -1;
+    slot->disabled_cpu_ns = 0;
     slot->session.store(session & 0xffffu ? session & 0xffffu : 1, std::memory_order_release);
     out->fd = fd;
     out->tid = tid;
@@ -135,16 +136,17 @@ int perf_timer_enable(const PerfTimer& t, bool on) {
             if (!slot->ever_enabled) {
                 slot->cpu_base_ns.store(now < 0 ? 0 : now, std::memory_order_release);
                 slot->ever_enabled = true;
-            } else if (slot->disabled_cpu_ns >= 0 && now >= slot->disabled_cpu_ns) {
+            } else if (slot->disabled && slot->disabled_cpu_ns >= 0 && now >= slot->disabled_cpu_ns) {
                 slot->cpu_base_ns.fetch_add(now - slot->disabled_cpu_ns, std::memory_order_acq_rel);
             }
-            slot->disabled_cpu_ns = -1;
+            slot->disabled = false;
         }
         return ioctl(t.fd, PERF_EVENT_IOC_ENABLE, 0) == 0 ? 0 : errno;
     }
     if (ioctl(t.fd, PERF_EVENT_IOC_DISABLE, 0) != 0) return errno;
-    if (slot != nullptr && slot->ever_enabled && slot->disabled_cpu_ns < 0) {
+    if (slot != nullptr && slot->ever_enabled && !slot->disabled) {
         slot->disabled_cpu_ns = thread_cpu_ns(slot->tid);
+        slot->disabled = true;
     }
     return 0;
 }
