@@ -255,6 +255,7 @@ emit(out)
 """,
         timeout=300,
     )
+    print(r)
     assert r["select_ok"] and r["fileno"] < 64, _show(r)
     assert r["registered"] >= 1000, _show(r)
     assert r["opened_at_256"] >= 190, _show(r)

@@ -925,6 +925,7 @@ weight = sum(s.weight for s in prof.samples if any(f.function_name == "after_joi
 emit({"cpu_ms": cpu * 1000, "profiled_ms": weight * 1.0, "threads": len(prof.thread_ids)})
 """
     )
+    print(r)
     assert r["profiled_ms"] >= 0.9 * r["cpu_ms"], _show(r)
 
 
