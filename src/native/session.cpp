@@ -521,6 +521,9 @@ void* Session::service_main(void* arg) {
 void Session::service_loop() {
     prepare_thread_for_exceptions();
     service_tid_.store(current_tid());
+    // Before this thread first holds a thread state (next line): a timer
+    // made for it by a scan would sample a thread that runs no Python code.
+    registry_.ignore_thread(current_tid());
     PyGILState_STATE gil = PyGILState_Ensure();
     PyThreadState* tstate = PyEval_SaveThread();
     long threads_seen = process_thread_count();
@@ -579,7 +582,6 @@ void Session::service_tick_unsafe(bool force_names) {
     }
     // The service thread itself has a thread state (it holds the GIL here)
     // but must not be sampled.
-    pid_t self = service_tid_.load();
     int64_t now_ns = monotonic_now_ns();
     if (now_ns - descriptors_checked_ns_ > kDescriptorCheckNs) {
         // The program may close or replace any descriptor (a daemonizer's
@@ -593,7 +595,6 @@ void Session::service_tick_unsafe(bool force_names) {
         }
     }
     registry_.sync_with_interpreter(PyThreadState_GetInterpreter(PyThreadState_Get()));
-    if (self != 0 && registry_.is_registered(self)) registry_.unregister_thread(self);
     keep_gc_callback();
     RegistryCounters c = registry_.counters();
     if (force_names || c.timers_created != names_seen_created_ ||

@@ -62,6 +62,13 @@ size_t ThreadRegistry::drop_lost_perf_timers() {
     return lost;
 }
 
+void ThreadRegistry::ignore_thread(pid_t tid) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ignored_tid_ = tid;
+    auto it = threads_.find(tid);
+    if (it != threads_.end()) remove_locked(it);
+}
+
 int64_t ThreadRegistry::random_phase_locked() {
     if (interval_ns_ <= 0) return 0;
     // splitmix64: cheap, and good enough to spread phases uniformly.

@@ -37,6 +37,9 @@ public:
     // Start a session: new timers use `session`, `interval_ns` and `backend`.
     void begin(uint32_t session, int64_t interval_ns, pid_t ignored_tid, Backend backend);
     Backend backend() const { return backend_; }
+    // Never give `tid` a timer (the service thread: it holds a thread state
+    // while it has the GIL, runs no Python code, and must not be sampled).
+    void ignore_thread(pid_t tid);
 
     // GIL held. Bring the registry in line with the interpreter's thread
     // states: timers for new threads, none for threads that are gone.
