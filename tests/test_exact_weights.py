@@ -64,18 +64,23 @@ except spprof.ProfilerError as e:
     emit({"skip": str(e)})
     raise SystemExit(0)
 measured = 0.0
+paused_cpu = 0.0
 threads = []
+main_start = time.thread_time()
 for cycle in range(CYCLES):
     measured += measured_burn(SPAN_S)
+    p0 = time.thread_time()
     spprof.pause()
     paused_burn(0.05)
     spprof.resume()
+    paused_cpu += time.thread_time() - p0
     for _ in range(THREADS_PER_CYCLE):
         out = {}
         t = threading.Thread(target=thread_body, args=(THREAD_S, out))
         t.start()
         t.join()
         threads.append(out)
+main_cpu = time.thread_time() - main_start - paused_cpu
 prof = spprof.stop()
 
 def weight(pred):
@@ -85,6 +90,8 @@ main_tid = threading.get_native_id()
 emit({
     "backend": prof.stats.backend,
     "measured_ms": measured * 1000,
+    "main_cpu_ms": main_cpu * 1000,
+    "main_profiled": weight(lambda s: s.thread_id == main_tid),
     "profiled": weight(lambda s: any(f.function_name == "measured_burn" for f in s.frames)),
     "while_paused": weight(lambda s: any(f.function_name == "paused_burn" for f in s.frames)),
     "threads": [
@@ -111,13 +118,26 @@ def check(result: dict, interval_ms: int, cycles: int, lost_per_pause: int = 0,
     if "skip" in result:
         pytest.skip(result["skip"])
     assert result["while_paused"] == 0, result
-    # Each span gains the expiration just before its start with probability
-    # its lag, and loses the one just before its end the same way: the sum
-    # over the spans is within [-1, 1] per span, mean 0, standard deviation
-    # about sqrt(cycles / 6); the bound is over 5 of them.
+    # The main thread's weight is its CPU in the session (while not paused):
+    # one expiration may fall on each side of the edges, and start() and
+    # stop() use a little CPU of their own inside the session (about a
+    # millisecond each). This is what weights read off the task clock broke.
+    main_expected = result["main_cpu_ms"] / interval_ms
+    assert -3 - lost_per_pause * cycles - lost_share * main_expected \
+        <= result["main_profiled"] - main_expected <= 3 + 2 / interval_ms, (
+        f"main thread weight {result['main_profiled']} for {main_expected:.1f} intervals of CPU")
+    # Inside the session the weight is where the CPU went: each span may
+    # lose the expiration due just before its end to what runs next and
+    # gain the one before its start; the sum over the spans is within
+    # [-1, 1] per span, mean 0, standard deviation about sqrt(cycles / 6),
+    # and the upper bound is over 5 of them (no over-count). On an
+    # overloaded machine a signal can come several intervals late (merged
+    # with the next one while the thread waited for a CPU): that moves
+    # weight out of a span to pause(), never out of the profile (the total
+    # above stays exact), so the lower bound allows 1% more.
     expected = result["measured_ms"] / interval_ms
     bound = 2 + 2 * (cycles / 6) ** 0.5 * 2.5
-    low = -bound - lost_per_pause * cycles - lost_share * expected
+    low = -bound - 0.01 * expected - lost_per_pause * cycles - lost_share * expected
     assert low <= result["profiled"] - expected <= bound, (
         f"weight on measured_burn {result['profiled']} for {expected:.1f} intervals of CPU "
         f"({result['backend']}, {result['early_signals']} early signals)")
