@@ -317,22 +317,27 @@ emit({"n": len(p.samples), "roots": {str(k): v for k, v in roots.items()}, "deep
 def test_thread_running_no_python_frame_is_named_not_empty():
     """A thread whose top-level callable is a C function (``_thread`` running
     hashlib.pbkdf2_hmac) holds a thread state but never runs a Python frame:
-    its CPU is in samples whose whole stack is ``<no Python frame>``, within
-    15% of what the same work costs the main thread, and no sample of the
-    profile has an empty stack."""
+    its CPU (read from its CPU clock while it runs) is in samples whose whole
+    stack is ``<no Python frame>``, and no sample of the profile has an
+    empty stack."""
     result = run_scenario(
         """
 import _thread, hashlib, time, spprof
 ARGS = ("sha256", b"pw", b"salt", 300_000)
-t0 = time.thread_time()
-hashlib.pbkdf2_hmac(*ARGS)
-cost_ms = (time.thread_time() - t0) * 1000
 spprof.start(interval_ms=1)
 main = _thread.get_native_id()
 ident = _thread.start_new_thread(hashlib.pbkdf2_hmac, ARGS)
-# _thread._count(): threads started with _thread that are running (counted
-# once the new thread has begun)
-while _thread._count() == 0:
+# The thread's CPU, read from its CPU clock until it is gone (the last
+# reading misses at most the last millisecond).
+clock = time.pthread_getcpuclockid(ident)
+cost_ms = 0.0
+while True:
+    try:
+        cost_ms = time.clock_gettime(clock) * 1000
+    except OSError:
+        break
+    if cost_ms > 0 and _thread._count() == 0:
+        break
     time.sleep(0.001)
 while _thread._count() > 0:
     time.sleep(0.01)
@@ -349,4 +354,4 @@ emit({
     print(result)
     assert result["empty"] == 0, result
     assert result["other_stacks"] == [["<no Python frame>"]], result
-    assert abs(result["other_weight"] - result["cost_ms"]) <= 0.15 * result["cost_ms"], result
+    assert abs(result["other_weight"] - result["cost_ms"]) <= 0.05 * result["cost_ms"] + 3, result
