@@ -309,7 +309,7 @@ emit({{"plain": plain, "profiled": profiled, "leafs": sorted(leafs), "at_burn": 
 """,
         timeout=300,
     )
-    assert r["deep"] >= 100, _show(r)
+    assert r["deep"] >= 50, _show(r)   # about 250 on a quiet machine
     # (the chain is built and torn down in Python too: a few samples end in level)
     assert "work" in r["leafs"] and r["at_burn"] >= 0.8, _show(r)
     assert r["roots"] == ["<truncated>"] and r["max_len"] <= 129, _show(r)
