@@ -140,59 +140,45 @@ bool reclaim_signal_handler(bool believe_default) {
     return true;
 }
 
-bool restore_signal_handler() {
-    HandlerState& st = handler_state();
-    // Our timers are already deleted. Swapping in SIG_IGN takes whatever is
-    // installed now in the same step, and discards every pending SIGPROF on
-    // every thread (POSIX; Linux flushes the shared and all per-thread
-    // queues), so nothing of ours can be delivered after this, whatever
-    // goes back.
+namespace {
+// Our timers are disarmed or deleted. Swapping in SIG_IGN takes whatever is
+// installed now in the same step, and discards every pending SIGPROF on
+// every thread (POSIX; Linux flushes the shared and all per-thread queues,
+// and pending signals would otherwise survive execve), so nothing of ours
+// can be delivered after this. A handler already entered on another thread
+// is waited for. Then, if ours was still installed, the disposition the
+// program believes it has goes back; if someone replaced ours during the
+// session (at the C level: sigaction, another profiler, faulthandler),
+// theirs stays. Returns whether ours was found.
+bool flush_and_hand_back() {
     struct sigaction ignore;
     memset(&ignore, 0, sizeof ignore);
     ignore.sa_handler = SIG_IGN;
     sigemptyset(&ignore.sa_mask);
     struct sigaction installed;
     if (sigaction(SIGPROF, &ignore, &installed) != 0) installed = our_disposition();
-    // A handler that was already entered may still be running on another
-    // thread; its code stays loaded, but wait so that no handler of ours
-    // runs once we return.
     wait_for_handlers_to_finish();
-    // Ours still there: the program's disposition goes back. Someone
-    // replaced ours during the session (at the C level: sigaction, another
-    // profiler, faulthandler): theirs stays.
-    g_restored_program = is_ours(installed);
+    const bool ours = is_ours(installed);
     struct sigaction back;
-    if (g_restored_program) {
-        st.program.get(&back);
+    if (ours) {
+        handler_state().program.get(&back);
     } else {
         back = installed;
     }
     sigaction(SIGPROF, &back, nullptr);
     g_installed = false;
+    return ours;
+}
+}  // namespace
+
+bool restore_signal_handler() {
+    g_restored_program = flush_and_hand_back();
     return g_restored_program;
 }
 
 bool suspend_signal_handler_for_exec() {
     if (!g_installed) return false;
-    HandlerState& st = handler_state();
-    // As in restore_signal_handler: SIG_IGN discards what is pending on
-    // every thread, the exec'ing one included (pending signals survive
-    // execve; the new image has no handler for them).
-    struct sigaction ignore;
-    memset(&ignore, 0, sizeof ignore);
-    ignore.sa_handler = SIG_IGN;
-    sigemptyset(&ignore.sa_mask);
-    struct sigaction installed;
-    if (sigaction(SIGPROF, &ignore, &installed) != 0) installed = our_disposition();
-    wait_for_handlers_to_finish();
-    struct sigaction back;
-    if (is_ours(installed)) {
-        st.program.get(&back);
-    } else {
-        back = installed;  // someone else's, installed at the C level: theirs
-    }
-    sigaction(SIGPROF, &back, nullptr);
-    g_installed = false;
+    flush_and_hand_back();
     return true;
 }
 
