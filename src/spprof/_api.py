@@ -418,6 +418,7 @@ def is_active() -> bool:
 
 
 def is_paused() -> bool:
+    """True while this process's session is paused (see ``pause()``)."""
     return is_active() and _native().is_paused()
 
 
