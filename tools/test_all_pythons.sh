@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: the whole suite on the default Python (.venv, built by make),
-# then the core suites on every other supported CPython found here (pyenv
-# installs or python3.X on PATH): the frame layouts differ per version
-# (src/native/compat.h), so each needs its own build and run.
+# then, side by side, the core suites on every other supported CPython found
+# here (pyenv installs or python3.X on PATH): the frame layouts differ per
+# version (src/native/compat.h), so each needs its own build and run.
 #
 # Every version runs even when an earlier one fails; a summary line per
 # version comes last, and the exit status is non-zero if any failed. The
@@ -29,19 +29,25 @@ counts_of() {  # the last pytest result line of a log, without its timing
   grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$1" | tail -1 | sed -E 's/=+//g; s/ in [0-9.]+s.*//; s/^ +| +$//g'
 }
 
-run_suite() {  # label directory python log [pytest args...]
+run_suite() {  # label directory python log [pytest args...]: writes log.summary, log.rc
   local label=$1 dir=$2 py=$3 log=$4
   shift 4
   local t0=$SECONDS rc
-  (cd "$dir" && "$py" -m pytest -q -p no:cacheprovider --durations=15 "$@") 2>&1 | tee "$log"
-  rc=${PIPESTATUS[0]}
+  (cd "$dir" && "$py" -m pytest -q -p no:cacheprovider --durations=15 "$@") > "$log" 2>&1
+  rc=$?
   local secs=$((SECONDS - t0))
   local counts
   counts=$(counts_of "$log")
   [ -z "$counts" ] && counts="no result (pytest exit $rc)"
   local verdict=ok
-  if [ "$rc" -ne 0 ]; then verdict=FAILED; status=1; fi
-  summary+=("test: $label: $counts in $((secs / 60))m$(printf %02d $((secs % 60)))s: $verdict")
+  [ "$rc" -ne 0 ] && verdict=FAILED
+  echo "test: $label: $counts in $((secs / 60))m$(printf %02d $((secs % 60)))s: $verdict" > "$log.summary"
+  echo "$rc" > "$log.rc"
+}
+
+collect() {  # log: adds its summary line, fails the run if it failed
+  summary+=("$(cat "$1.summary" 2>/dev/null || echo "test: $1: no summary: FAILED")")
+  [ "$(cat "$1.rc" 2>/dev/null)" = 0 ] || status=1
 }
 
 python_for() {  # the interpreter of CPython $1 here, or nothing
@@ -94,21 +100,43 @@ done
 prebuild=$!
 
 export SPPROF_REQUIRE_TOOLS=1
+echo "test: Python $default_version (all suites): log in build/test-default.log"
+rm -f build/test-default.log
+tail -n +1 -F build/test-default.log 2>/dev/null &
+follow=$!
 run_suite "Python $default_version (all suites)" "$root" "$root/.venv/bin/python" \
   "$root/build/test-default.log" tests
+sleep 1; kill "$follow" 2>/dev/null; wait "$follow" 2>/dev/null
+collect build/test-default.log
 
+# The other versions' core suites run side by side: each keeps about one
+# core busy, and every test holds on a loaded machine.
 wait "$prebuild"
+logs=()
+pids=()
 for minor in "${others[@]}"; do
   py=$(python_for "$minor")
   label="Python $("$py" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])') (core suites)"
-  echo "test: $label ($py)"
   setup=$(cat "build/setup-$minor.status" 2>/dev/null || echo "not set up")
   if [ "$setup" != ok ]; then
     summary+=("test: $label: $setup (build/prebuild.log): FAILED"); status=1; continue
   fi
+  echo "test: $label ($py): log in build/test-$minor.log"
+  log="$root/build/test-$minor.log"
+  rm -f "$log.summary" "$log.rc"
+  rm -rf "$root/build/tmp-$minor"
   # From tests/, so the installed package is imported, not src/.
-  run_suite "$label" "$root/tests" "$root/build/venv-$minor/bin/python" "$root/build/test-$minor.log" \
-    --rootdir="$root/build" -m "not default_python" $CORE
+  run_suite "$label" "$root/tests" "$root/build/venv-$minor/bin/python" "$log" \
+    --rootdir="$root/build" --basetemp="$root/build/tmp-$minor" -m "not default_python" $CORE &
+  pids+=($!)
+  logs+=("$log")
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+for log in "${logs[@]}"; do
+  echo
+  echo "== $log"
+  cat "$log"
+  collect "$log"
 done
 
 echo

@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -227,21 +228,21 @@ def main() -> int:
 
     # The heap (tracemalloc) check is for runs without a tool: tracemalloc's
     # own bookkeeping shows up as leaks under LeakSanitizer.
-    # The stress is the leak check that counts: full allocation stacks.
+    # The stress is the leak check that counts: full allocation stacks. It
+    # runs alongside the test scenarios (each mostly one core), each phase
+    # with its own logs.
     t0 = time.monotonic()
     env = sanitizer_env(libasan, logs / "stress", slow_unwind=True, exit_code=SANITIZER_EXIT)
-    proc = run([str(python), str(HERE / "stress.py"), "--cycles", str(args.cycles), "--quiet",
-                "--no-heap-check", *(["--inject-leak"] if args.inject_leak else [])],
-               env=env, cwd=ROOT, timeout=args.timeout)
-    (logs / "stress" / "output.txt").write_text(proc.stdout)
-    ok_line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("stress: OK")), None)
-    summary.append(f"{ok_line or 'stress: FAILED'} ({time.monotonic() - t0:.0f}s under ASan)")
-    if ok_line is None or proc.returncode not in (0, SANITIZER_EXIT):
-        failures.append(f"stress exited with {proc.returncode}:\n"
-                        f"{proc.stdout[-6000:] or '(no output: see the sanitizer report below)'}")
+    stress = subprocess.Popen(
+        [str(python), str(HERE / "stress.py"), "--cycles", str(args.cycles), "--quiet",
+         "--no-heap-check", *(["--inject-leak"] if args.inject_leak else [])],
+        env=env, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    stress_out: list[str] = []
+    reader = threading.Thread(target=lambda: stress_out.append(stress.stdout.read()), daemon=True)
+    reader.start()
 
     if not args.no_tests:
-        t0 = time.monotonic()
+        t1 = time.monotonic()
         junit = logs / "junit.xml"
         # Exit status 0 for sanitizer findings here: a leak report at exit
         # must not fail a scenario (run_scenario checks the status); the
@@ -258,9 +259,24 @@ def main() -> int:
             passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
             summary.append(f"tests: {passed} passed, {counts['skipped']} skipped, "
                            f"{counts['failures']} failed, {counts['errors']} errors "
-                           f"({time.monotonic() - t0:.0f}s under ASan)")
+                           f"({time.monotonic() - t1:.0f}s under ASan)")
             if counts["failures"] or counts["errors"]:
                 failures.append(f"tests failed under ASan:\n{proc.stdout[-8000:]}")
+
+    try:
+        returncode = stress.wait(timeout=max(1.0, args.timeout - (time.monotonic() - t0)))
+    except subprocess.TimeoutExpired:
+        stress.kill()
+        returncode = stress.wait()
+        failures.append(f"the stress did not finish within {args.timeout:.0f}s")
+    reader.join()
+    stress_text = stress_out[0] if stress_out else ""
+    (logs / "stress" / "output.txt").write_text(stress_text)
+    ok_line = next((ln for ln in stress_text.splitlines() if ln.startswith("stress: OK")), None)
+    summary.insert(0, f"{ok_line or 'stress: FAILED'} ({time.monotonic() - t0:.0f}s under ASan)")
+    if ok_line is None or returncode not in (0, SANITIZER_EXIT):
+        failures.append(f"stress exited with {returncode}:\n"
+                        f"{stress_text[-6000:] or '(no output: see the sanitizer report below)'}")
 
     for phase, full in (("stress", True), ("tests", False))[: 1 if args.no_tests else 2]:
         log_summary, log_failures = judge_logs(logs / phase, phase, full)
