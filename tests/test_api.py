@@ -53,7 +53,7 @@ def test_memory_limit_beyond_any_address_space_is_value_error(huge):
     with pytest.raises(ValueError, match="memory_limit_mb"):
         spprof.Profiler(memory_limit_mb=huge)
     # the largest limit accepted is taken as "no limit", not wrapped
-    spprof.start(interval_ms=5, memory_limit_mb=spprof._api.MAX_MEMORY_LIMIT_MB)
+    spprof.start(interval_ms=5, memory_limit_mb=spprof._limits.MAX_MEMORY_LIMIT_MB)
     burn(0.2)
     prof = spprof.stop()
     assert prof.sample_count >= 20

@@ -171,6 +171,9 @@ def test_timer_create_weights_are_the_threads_cpu_time():
     pause test in test_platform.py covers it)."""
     result = run("timer_create", 4, 1, 2.4, 0, 0.0)
     # Under the competing load the kernel's overrun count of these timers
-    # also misses a few expirations (596/600, 594/600 seen; none on a quiet
-    # machine): up to 1.5% is allowed for it, nothing in excess.
-    check(result, 4, 1, lost_per_pause=2, lost_share=0.015)
+    # also misses expirations, more the more the machine is overloaded: none
+    # on a quiet machine, 594-600 of 600 with this test's two CPU-bound
+    # processes, 573-600 of 600 with a whole test suite running alongside
+    # as well (two cores, five CPU-bound processes). Up to 6% is allowed
+    # for it, nothing in excess (perf_event, above, loses none).
+    check(result, 4, 1, lost_per_pause=2, lost_share=0.06)

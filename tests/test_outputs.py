@@ -14,7 +14,7 @@ import pytest
 
 import spprof
 from spprof import Frame, Profile, Sample
-from spprof._model import module_code_name, module_name, name_module_code
+from spprof._naming import module_code_name, module_name, name_module_code
 from spprof.writers import collapsed as collapsed_writer
 from spprof.writers.pprof import decode
 

@@ -189,7 +189,7 @@ import threading, time, spprof
 spprof.start(interval_ms=10)
 t0 = time.monotonic()
 burn(2.0)
-steady = spprof._api._native().stats()
+steady = spprof._state.native().stats()
 steady_s = time.monotonic() - t0
 info = {}
 def late():

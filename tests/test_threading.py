@@ -245,7 +245,7 @@ assert spprof.register_thread() is True
 back(0.2)
 with spprof.ThreadProfiler() as tp:
     pass
-still = spprof._api._native().is_thread_registered()
+still = spprof._state.native().is_thread_registered()
 prof = spprof.stop()
 names = [s.frames[-1].function_name for s in prof.samples if s.frames]
 emit({"off": names.count("phase_0000"), "back": names.count("phase_0001"), "still": still,

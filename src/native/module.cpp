@@ -15,6 +15,7 @@
 #include "code_registry.h"
 #include "compat.h"
 #include "sampler.h"
+#include "sigprof_disposition.h"
 #include "session.h"
 #include "thread_hooks.h"
 
@@ -323,8 +324,7 @@ PyMODINIT_FUNC PyInit__native() {
     if (!spprof::thread_hooks_init()) return nullptr;
     PyObject* m = PyModule_Create(&kModule);
     if (m == nullptr) return nullptr;
-    if (PyModule_AddIntConstant(m, "MAX_DEPTH", spprof::kMaxDepth) < 0 ||
-        PyModule_AddStringConstant(m, "BACKEND", "timer_create") < 0) {
+    if (PyModule_AddIntConstant(m, "MAX_DEPTH", spprof::kMaxDepth) < 0) {
         Py_DECREF(m);
         return nullptr;
     }

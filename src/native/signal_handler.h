@@ -60,7 +60,7 @@ struct HandlerCounters {
 // The SIGPROF disposition the PROGRAM believes it has while our handler is
 // installed: the one it had before start(), or the one it installed since
 // through Python's signal.signal (spprof/_signals.py lets Python install it,
-// then reclaim_signal_handler() in sampler.h puts our handler back in its
+// then reclaim_signal_handler() in sigprof_disposition.h puts our handler back in its
 // place and records it here). A SIGPROF that is not from our timers gets what
 // this disposition would give it (forward_foreign): the program's handler
 // runs, SIG_IGN drops it, SIG_DFL terminates the process. Our own timers'

@@ -10,13 +10,10 @@ timer overruns so CPU totals are exact. Quick start::
 """
 
 from ._api import (
-    Profiler,
-    ProfilerStats,
     ThreadProfiler,
     is_active,
     is_paused,
     pause,
-    profile,
     register_thread,
     resume,
     start,
@@ -25,7 +22,35 @@ from ._api import (
     unregister_thread,
 )
 from ._errors import ProfilerError, ProfilerWarning
-from ._model import AggregatedProfile, AggregatedStack, Frame, FunctionStats, Profile, Sample
+from ._profiler import Profiler, profile
+
+# The data model and the stats class are imported when first used (a report
+# needs them; `import spprof` at a program's start does not).
+_LAZY = {
+    "AggregatedProfile": "._aggregate",
+    "AggregatedStack": "._aggregate",
+    "Frame": "._model",
+    "FunctionStats": "._aggregate",
+    "Profile": "._model",
+    "Sample": "._model",
+    "ProfilerStats": "._results",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spprof' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -16,18 +16,15 @@ from __future__ import annotations
 import math
 import os
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
-__all__ = [
-    "AggregatedProfile",
-    "AggregatedStack",
-    "Frame",
-    "FunctionStats",
-    "Profile",
-    "Sample",
-]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from ._aggregate import AggregatedProfile
+
+__all__ = ["Frame", "Profile", "Sample", "Stack"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,94 +42,6 @@ class Frame:
 
 
 Stack = tuple[Frame, ...]
-
-
-# -- frame names ------------------------------------------------------------------
-#
-# Module-level code has the code name ``<module>`` in every module, so reports
-# could not tell one module from another, and some viewers (pprof) drop the
-# angle-bracketed part, leaving nothing. The sampler's profiles name such a
-# frame after its module instead: ``<module> pkg.mod``. This is the one place
-# that naming is decided; every writer shows ``Frame.function_name`` as is.
-
-MODULE_CODE = "<module>"
-
-
-def module_name(filename: str, search_path: Iterable[str] | None = None) -> str:
-    """The dotted name the module in ``filename`` is imported as: its path
-    relative to the closest ``search_path`` entry (``sys.path`` by default),
-    e.g. ``pkg.mod`` for ``<entry>/pkg/mod.py`` and ``pkg`` for
-    ``<entry>/pkg/__init__.py``; else the file's base name without extension.
-    Pseudo-files keep their name (``<string>``), and ``<frozen x.y>`` is ``x.y``."""
-    if not filename:
-        return "?"
-    if filename.startswith("<frozen ") and filename.endswith(">"):
-        return filename[len("<frozen ") : -1]
-    if filename.startswith("<") and filename.endswith(">"):
-        return filename
-    if search_path is None:
-        import sys
-
-        search_path = sys.path
-    stem = os.path.splitext(os.path.abspath(filename))[0]
-    real_stem = os.path.splitext(os.path.realpath(filename))[0]
-    best: str | None = None
-    for entry in search_path:
-        if not isinstance(entry, str):
-            continue
-        for base in {os.path.abspath(entry or os.curdir), os.path.realpath(entry or os.curdir)}:
-            for candidate in (stem, real_stem):
-                dotted = _dotted(candidate, base)
-                # The most specific entry gives the shortest name
-                # (site-packages inside lib/pythonX.Y, a project inside a repo).
-                if dotted and (best is None or len(dotted) < len(best)):
-                    best = dotted
-    if best is not None:
-        return best
-    base_name = os.path.basename(stem)
-    if base_name == "__init__":
-        base_name = os.path.basename(os.path.dirname(stem)) or base_name
-    return base_name or filename
-
-
-def _dotted(stem: str, directory: str) -> str | None:
-    prefix = directory.rstrip(os.sep) + os.sep
-    if not stem.startswith(prefix):
-        return None
-    parts = stem[len(prefix) :].split(os.sep)
-    if parts[-1] == "__init__" and len(parts) > 1:
-        parts.pop()
-    if not all(p.isidentifier() for p in parts):
-        return None
-    return ".".join(parts)
-
-
-def module_code_name(filename: str, search_path: Iterable[str] | None = None) -> str:
-    """The function name of module-level code in ``filename``: ``<module> pkg.mod``."""
-    return f"{MODULE_CODE} {module_name(filename, search_path)}"
-
-
-def name_module_code(
-    frames: Sequence[Frame], search_path: Iterable[str] | None = None
-) -> list[Frame]:
-    """``frames`` with every ``<module>`` frame renamed after its module
-    (see :func:`module_name`); other frames are returned unchanged."""
-    if search_path is None:
-        import sys
-
-        search_path = list(sys.path)
-    else:
-        search_path = list(search_path)
-    names: dict[str, str] = {}
-    out = []
-    for fr in frames:
-        if fr.function_name == MODULE_CODE:
-            name = names.get(fr.filename)
-            if name is None:
-                name = names[fr.filename] = module_code_name(fr.filename, search_path)
-            fr = Frame(name, fr.filename, fr.lineno, fr.is_native)
-        out.append(fr)
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,119 +65,21 @@ class Sample:
         return self.frames[-1] if self.frames else None
 
 
-@dataclass(frozen=True, slots=True)
-class AggregatedStack:
-    """A unique (thread, stack) pair with how often it was seen.
+class _StackTable:
+    """Unique stacks in first-seen order: ``add`` returns a stack's index."""
 
-    ``thread_id`` is ``None`` in a thread-merged aggregate.
-    """
+    __slots__ = ("_index", "stacks")
 
-    thread_id: int | None
-    frames: Stack
-    count: int
-    weight: int
+    def __init__(self) -> None:
+        self.stacks: list[Stack] = []
+        self._index: dict[Stack, int] = {}
 
-
-@dataclass(frozen=True, slots=True)
-class FunctionStats:
-    """Per-function totals: self = the function was the leaf; total = anywhere
-    on the stack (counted once per sample even under recursion). ``lineno`` is
-    the line that was seen most often while the function was the leaf (or on
-    the stack, for functions never seen as a leaf)."""
-
-    function_name: str
-    filename: str
-    lineno: int
-    self_count: int
-    total_count: int
-    self_weight: int
-    total_weight: int
-
-
-@dataclass
-class AggregatedProfile:
-    """Samples folded into unique stacks: memory grows with unique stacks,
-    not with session length."""
-
-    interval_ns: int
-    stacks: list[AggregatedStack]
-    thread_names: dict[int, str | None] = field(default_factory=dict)
-
-    @property
-    def total_samples(self) -> int:
-        return sum(s.count for s in self.stacks)
-
-    @property
-    def total_weight(self) -> int:
-        return sum(s.weight for s in self.stacks)
-
-    @property
-    def total_cpu_ns(self) -> int:
-        return self.total_weight * self.interval_ns
-
-    @property
-    def unique_stack_count(self) -> int:
-        return len({s.frames for s in self.stacks})
-
-    @property
-    def compression_ratio(self) -> float:
-        """Samples per unique stack (1.0 for an empty profile)."""
-        unique = self.unique_stack_count
-        return self.total_samples / unique if unique else 1.0
-
-    @property
-    def thread_ids(self) -> list[int]:
-        return sorted({s.thread_id for s in self.stacks if s.thread_id is not None})
-
-    def for_thread(self, thread_id: int) -> AggregatedProfile:
-        return AggregatedProfile(
-            self.interval_ns,
-            [s for s in self.stacks if s.thread_id == thread_id],
-            {thread_id: self.thread_names.get(thread_id)},
-        )
-
-    def merged(self) -> AggregatedProfile:
-        """The same data with all threads folded together (thread_id None)."""
-        folded: dict[Stack, list[int]] = {}
-        for s in self.stacks:
-            acc = folded.setdefault(s.frames, [0, 0])
-            acc[0] += s.count
-            acc[1] += s.weight
-        stacks = [AggregatedStack(None, f, c, w) for f, (c, w) in folded.items()]
-        return AggregatedProfile(self.interval_ns, stacks, dict(self.thread_names))
-
-    def function_stats(self) -> list[FunctionStats]:
-        """Per-function self/total, sorted by self weight, then total weight."""
-        acc: dict[tuple[str, str], list[int]] = {}
-        leaf_lines: dict[tuple[str, str], dict[int, int]] = {}
-        any_lines: dict[tuple[str, str], dict[int, int]] = {}
-        for s in self.stacks:
-            seen: set[tuple[str, str]] = set()
-            for fr in s.frames:
-                key = (fr.function_name, fr.filename)
-                lines = any_lines.setdefault(key, {})
-                lines[fr.lineno] = lines.get(fr.lineno, 0) + s.weight
-                if key in seen:
-                    continue
-                seen.add(key)
-                a = acc.setdefault(key, [0, 0, 0, 0])
-                a[1] += s.count
-                a[3] += s.weight
-            if s.frames:
-                leaf = s.frames[-1]
-                key = (leaf.function_name, leaf.filename)
-                a = acc[key]
-                a[0] += s.count
-                a[2] += s.weight
-                lines = leaf_lines.setdefault(key, {})
-                lines[leaf.lineno] = lines.get(leaf.lineno, 0) + s.weight
-        out = []
-        for key, (sc, tc, sw, tw) in acc.items():
-            lines = leaf_lines.get(key) or any_lines[key]
-            line = max(lines.items(), key=lambda kv: (kv[1], -kv[0]))[0]
-            out.append(FunctionStats(key[0], key[1], line, sc, tc, sw, tw))
-        out.sort(key=lambda f: (-f.self_weight, -f.total_weight, f.function_name))
-        return out
+    def add(self, stack: Stack) -> int:
+        i = self._index.get(stack)
+        if i is None:
+            i = self._index[stack] = len(self.stacks)
+            self.stacks.append(stack)
+        return i
 
 
 def _now() -> datetime:
@@ -313,27 +124,21 @@ class Profile:
         python_version: str = "",
         platform: str = "",
     ) -> None:
-        stacks: list[Stack] = []
-        index: dict[Stack, int] = {}
+        table = _StackTable()
         ts, tid, sidx, weight = array("q"), array("q"), array("q"), array("q")
         names: dict[int, str | None] = {}
         kept: list[Sample] = []
         for s in samples:
-            frames = tuple(s.frames)
-            i = index.get(frames)
-            if i is None:
-                i = index[frames] = len(stacks)
-                stacks.append(frames)
             ts.append(s.timestamp_ns)
             tid.append(s.thread_id)
-            sidx.append(i)
+            sidx.append(table.add(tuple(s.frames)))
             weight.append(s.weight)
             if s.thread_name is not None or s.thread_id not in names:
                 names[s.thread_id] = s.thread_name
             kept.append(s)
         self._init(start_time, end_time, interval_ms, dropped_count, python_version, platform)
         self._stacks, self._ts, self._tid, self._stack_idx, self._weight = (
-            stacks,
+            table.stacks,
             ts,
             tid,
             sidx,
@@ -473,6 +278,8 @@ class Profile:
 
     def aggregate(self) -> AggregatedProfile:
         """Unique (thread, stack) pairs with sample counts and weights."""
+        from ._aggregate import AggregatedProfile, AggregatedStack
+
         if self._aggregate is None:
             acc: dict[tuple[int, int], list[int]] = {}
             for th, i, w in zip(self._tid, self._stack_idx, self._weight):
@@ -548,19 +355,12 @@ class Profile:
             unit = math.gcd(unit, p.interval_ns)
         if unit <= 0:
             raise ValueError("profiles to join need intervals of at least 1 ns")
-        stacks: list[Stack] = []
-        index: dict[Stack, int] = {}
+        table = _StackTable()
         ts, tid, sidx, weight = array("q"), array("q"), array("q"), array("q")
         names: dict[int, str | None] = {}
         for p in parts:
             scale = p.interval_ns // unit
-            remap = []
-            for st in p._stacks:
-                i = index.get(st)
-                if i is None:
-                    i = index[st] = len(stacks)
-                    stacks.append(st)
-                remap.append(i)
+            remap = [table.add(st) for st in p._stacks]
             ts.extend(p._ts)
             tid.extend(p._tid)
             sidx.extend(remap[i] for i in p._stack_idx)
@@ -578,7 +378,7 @@ class Profile:
             start_time=min(p.start_time for p in parts),
             end_time=max(p.end_time for p in parts),
             interval_ms=interval_ms,
-            stacks=stacks,
+            stacks=table.stacks,
             timestamps_ns=ts,
             thread_ids=tid,
             stack_indices=sidx,
@@ -588,6 +388,36 @@ class Profile:
             python_version=parts[0].python_version,
             platform=parts[0].platform,
         )
+
+    def _with_stacks(self, change: Callable[[Stack], Stack]) -> Profile:
+        """The same samples with every stack replaced by ``change(stack)``
+        (stacks that become equal are merged; ``stats`` is kept), or this
+        profile itself when nothing changed."""
+        table = _StackTable()
+        remap = array("q")
+        changed = False
+        for st in self._stacks:
+            new = change(st)
+            changed = changed or new != st
+            remap.append(table.add(new))
+        if not changed:
+            return self
+        out = Profile.from_columns(
+            start_time=self.start_time,
+            end_time=self.end_time,
+            interval_ms=self.interval_ms,
+            stacks=table.stacks,
+            timestamps_ns=array("q", self._ts),
+            thread_ids=array("q", self._tid),
+            stack_indices=array("q", (remap[i] for i in self._stack_idx)),
+            weights=array("q", self._weight),
+            thread_names=self._thread_names,
+            dropped_count=self.dropped_count,
+            python_version=self.python_version,
+            platform=self.platform,
+        )
+        out.stats = self.stats
+        return out
 
     def __repr__(self) -> str:
         return (

@@ -36,10 +36,13 @@ from __future__ import annotations
 import _signal
 import operator
 import os
-from collections.abc import Callable
-from typing import Any
 
-from . import _native
+from . import _native, _state
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 SIGPROF = int(_signal.SIGPROF)
 
@@ -84,9 +87,7 @@ def _make_signal(original: Callable[..., Any], token: object) -> Callable[..., A
     def signal(signalnum: Any, handler: Any, /) -> Any:
         if not (_speaks(token) and _is_sigprof(signalnum)):
             return original(signalnum, handler)
-        from . import _api
-
-        with _api._lock:  # not while start() or stop() runs
+        with _state.lock():  # not while start() or stop() runs
             if not _speaks(token):
                 return original(signalnum, handler)
             return _program_signal(original, signalnum, handler)

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import _thread
 import threading
-from collections.abc import Callable
-from typing import Any
 
 from . import _native
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 # (module, attribute name) -> the original function, while installed.
 _installed: dict[tuple[object, str], Callable[..., Any]] = {}

@@ -8,7 +8,13 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 
-from .._api import MAX_MEMORY_LIMIT_MB
+from .._limits import (
+    IS_DIRECTORY,
+    MAX_MEMORY_LIMIT_MB,
+    NUL,
+    memory_limit_ok,
+    output_path_problem,
+)
 from ..writers import format_for_path, formats, get_writer
 
 DEFAULT_FORMAT = "html"
@@ -171,7 +177,7 @@ def _parse_memory_limit(text: str | None) -> float:
         mb = float(text)
     except ValueError:
         mb = math.nan
-    if not math.isfinite(mb) or not 0.1 <= mb <= MAX_MEMORY_LIMIT_MB:
+    if not memory_limit_ok(mb):
         raise UsageError(
             f"bad memory limit: {text!r} (give megabytes from 0.1 to {MAX_MEMORY_LIMIT_MB}, "
             "e.g. --memory-limit 200)"
@@ -195,14 +201,15 @@ def check_output_path(path: str) -> None:
     save will do; os.access says yes to root everywhere)."""
     from .._files import check_output_target
 
-    if "\0" in path:
-        raise UsageError(f"output path contains a NUL character: {path!r}")
-    if os.path.isdir(path):
-        raise UsageError(f"output path is a directory: {path} (give a file name with -o)")
-    directory = os.path.dirname(os.path.realpath(path))
-    if not os.path.isdir(directory):
+    found = output_path_problem(path, follow_links=True)
+    if found is not None:
+        kind, detail = found
+        if kind == NUL:
+            raise UsageError(f"output path contains a NUL character: {path!r}")
+        if kind == IS_DIRECTORY:
+            raise UsageError(f"output path is a directory: {path} (give a file name with -o)")
         raise UsageError(
-            f"output directory does not exist: {directory} (create it or choose another -o path)"
+            f"output directory does not exist: {detail} (create it or choose another -o path)"
         )
     problem = check_output_target(path)
     if problem is not None:

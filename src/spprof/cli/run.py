@@ -12,12 +12,11 @@ import signal
 import sys
 import tempfile
 import threading
-from array import array
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
-from .. import _api
-from .._model import Profile
+from .. import _session
+from .._model import Profile, Stack
 from ..writers import get_writer
 from ._options import (
     STDOUT,
@@ -88,7 +87,7 @@ def run(config: RunConfig) -> int:
             # A session of spprof's own, which the target's use of the API
             # (spprof.start/stop, Profiler, @profile) neither sees nor stops:
             # the target's sessions run inside it.
-            _api._host_start(
+            _session.host_start(
                 config.interval_ms,
                 config.memory_limit_mb,
                 trim=functools.partial(_without_runner_frames, runner=runner_files),
@@ -99,7 +98,7 @@ def run(config: RunConfig) -> int:
             finally:
                 if os.getpid() == pid:
                     with _exit_signals_deferred():
-                        profile = _api._host_stop()
+                        profile = _session.host_stop()
         if os.getpid() != pid:
             # A child the target forked (os.fork) returned from the target's
             # code: the session and the profile are the parent's; the child
@@ -117,7 +116,7 @@ def run(config: RunConfig) -> int:
         _release_exit_signals()
         if os.getpid() == pid:
             # a session of the target's still running goes on from here
-            _api._host_release()
+            _session.host_release()
 
 
 # -- running the target ----------------------------------------------------------------
@@ -360,47 +359,14 @@ def _without_runner_frames(profile: Profile, runner: frozenset[str]) -> Profile:
     ``_runner_filenames``) cut from the root of the main thread's stacks, so
     flame graphs start at the target's ``<module>``. Stacks made only of
     runner frames (spprof starting or stopping) stay."""
-    old_stacks = profile.stacks
-    new_stacks: list[tuple] = []
-    index: dict[tuple, int] = {}
-    remap = array("q")
-    changed = False
-    for stack in old_stacks:
-        cut = 0
-        while cut < len(stack) and stack[cut].filename in runner:
-            cut += 1
-        if 0 < cut < len(stack):
-            stack = stack[cut:]
-            changed = True
-        i = index.get(stack)
-        if i is None:
-            i = index[stack] = len(new_stacks)
-            new_stacks.append(stack)
-        remap.append(i)
-    if not changed:
-        return profile
-    ts, tid, sidx, weights = array("q"), array("q"), array("q"), array("q")
-    for t, th, s, w in profile.iter_compact():
-        ts.append(t)
-        tid.append(th)
-        sidx.append(remap[s])
-        weights.append(w)
-    trimmed = Profile.from_columns(
-        start_time=profile.start_time,
-        end_time=profile.end_time,
-        interval_ms=profile.interval_ms,
-        stacks=new_stacks,
-        timestamps_ns=ts,
-        thread_ids=tid,
-        stack_indices=sidx,
-        weights=weights,
-        thread_names=profile.thread_names,
-        dropped_count=profile.dropped_count,
-        python_version=profile.python_version,
-        platform=profile.platform,
-    )
-    trimmed.stats = profile.stats
-    return trimmed
+
+    def cut(stack: Stack) -> Stack:
+        n = 0
+        while n < len(stack) and stack[n].filename in runner:
+            n += 1
+        return stack[n:] if 0 < n < len(stack) else stack
+
+    return profile._with_stacks(cut)
 
 
 def _write(profile: Profile, config: RunConfig, code: int) -> int:

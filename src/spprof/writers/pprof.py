@@ -29,7 +29,8 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .._model import AggregatedProfile, Profile
+    from .._aggregate import AggregatedProfile
+    from .._model import Profile
 
 __all__ = ["WRITER", "PprofWriter", "build_message", "decode"]
 

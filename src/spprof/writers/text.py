@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .._model import AggregatedProfile, FunctionStats, Profile
+    from .._aggregate import AggregatedProfile, FunctionStats
+    from .._model import Profile
 
 __all__ = ["WRITER", "TextWriter", "cut_left", "cut_path", "render_text"]
 

@@ -1,0 +1,146 @@
+#include "service_thread.h"
+
+#include <Python.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "os_clock.h"
+#include "signal_handler.h"
+#include "thread_registry.h"
+#include "wakeup.h"
+
+namespace spprof {
+
+namespace {
+// The service thread polls, without the GIL, for a change in the number of
+// threads: every 20 ms while threads come and go (a change in the last
+// second), every 50 ms in a steady state. Each wake costs a context
+// switch, which is not free in a virtual machine.
+constexpr int kBusyPollMs = 20;
+constexpr int kSteadyPollMs = 50;
+constexpr int64_t kBusyWindowNs = 1'000'000'000;
+// It takes the GIL (to scan thread states, resolve and aggregate samples)
+// at least this often, and early when the thread count changes or the
+// buffer is a quarter full. Every GIL acquisition also costs the program a
+// GIL hand-off, so an idle tick must not take it.
+constexpr int64_t kFullTickNs = 100'000'000;
+// After the thread count changes, this many polls in a row take the GIL:
+// a new thread's state gets its kernel id only once the thread runs.
+constexpr int kHotTicks = 3;
+}  // namespace
+
+long process_thread_count() {
+    // One stat() is far cheaper than a GIL hand-off, so the service thread
+    // checks it on every poll. -1 when procfs is not there (then only the
+    // periodic scans find new threads).
+    struct stat sb;
+    if (stat("/proc/self/task", &sb) != 0) return -1;
+    return static_cast<long>(sb.st_nlink);
+}
+
+int ServiceThread::start(ThreadRegistry* registry, Tick tick) {
+    registry_ = registry;
+    tick_ = tick;
+    stop_.store(false);
+    tid_.store(0);
+    // A small stack: the service thread needs little, and a default 8 MiB
+    // reservation can fail under an address-space limit.
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 512 * 1024);
+    int err = pthread_create(&thread_, &attr, &ServiceThread::main, this);
+    pthread_attr_destroy(&attr);
+    if (err == 0) running_ = true;
+    return err;
+}
+
+void ServiceThread::stop() {
+    stopped_for_fork_ = false;
+    if (!running_) return;
+    stop_.store(true, std::memory_order_release);
+    wakeup_signal(&handler_state().wake_word);
+    Py_BEGIN_ALLOW_THREADS pthread_join(thread_, nullptr);
+    Py_END_ALLOW_THREADS running_ = false;
+    tid_.store(0);
+}
+
+void ServiceThread::stop_for_fork() {
+    if (!running_) return;
+    stop();
+    stopped_for_fork_ = true;  // after stop(), which clears it
+}
+
+int ServiceThread::resume_after_fork() {
+    if (!stopped_for_fork_) return -1;
+    stopped_for_fork_ = false;
+    return start(registry_, tick_);
+}
+
+void ServiceThread::reset_counters() {
+    ended_cpu_ns_.store(0);
+    wakes_.store(0);
+    gil_ticks_.store(0);
+}
+
+int64_t ServiceThread::cpu_ns() const {
+    int64_t total = ended_cpu_ns_.load();
+    if (running_ && tid_.load() != 0) {
+        clockid_t clock;
+        timespec ts;
+        if (pthread_getcpuclockid(thread_, &clock) == 0 && clock_gettime(clock, &ts) == 0) {
+            total += int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+        }
+    }
+    return total;
+}
+
+void* ServiceThread::main(void* arg) {
+    static_cast<ServiceThread*>(arg)->loop();
+    return nullptr;
+}
+
+void ServiceThread::loop() {
+    prepare_thread_for_exceptions();
+    tid_.store(current_tid());
+    // Before this thread first holds a thread state (next line): a timer
+    // made for it by a scan would sample a thread that runs no Python code.
+    registry_->ignore_thread(current_tid());
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyThreadState* tstate = PyEval_SaveThread();
+    long threads_seen = process_thread_count();
+    int64_t last_full_ns = monotonic_now_ns();
+    int64_t last_change_ns = last_full_ns;
+    // Threads started right after start() may already be in the first count
+    // read above, so the first polls take the GIL as after a change.
+    int hot = kHotTicks;
+    while (!stop_.load(std::memory_order_acquire)) {
+        bool busy = monotonic_now_ns() - last_change_ns < kBusyWindowNs;
+        // Woken early when the buffer is a quarter full.
+        bool work = wakeup_wait(&handler_state().wake_word, busy ? kBusyPollMs : kSteadyPollMs);
+        wakes_.fetch_add(1, std::memory_order_relaxed);
+        if (stop_.load(std::memory_order_acquire)) break;
+        long threads_now = process_thread_count();
+        if (threads_now != threads_seen) {
+            threads_seen = threads_now;
+            last_change_ns = monotonic_now_ns();
+            hot = kHotTicks;
+        }
+        if (hot > 0) {
+            --hot;
+            work = true;
+        }
+        int64_t now = monotonic_now_ns();
+        if (!work && now - last_full_ns < kFullTickNs) continue;
+        last_full_ns = now;
+        gil_ticks_.fetch_add(1, std::memory_order_relaxed);
+        handler_state().wake_pending.store(false, std::memory_order_release);
+        PyEval_RestoreThread(tstate);
+        tick_();
+        tstate = PyEval_SaveThread();
+    }
+    ended_cpu_ns_.fetch_add(thread_cpu_now_ns());
+    PyEval_RestoreThread(tstate);
+    PyGILState_Release(gil);
+}
+
+}  // namespace spprof

@@ -1,0 +1,68 @@
+// stats_schema.h: the one declaration of what stats() returns.
+//
+// Every key of the native stats dict (and of stop()'s result, which adds
+// the sample columns listed in RESULT_KEYS below), with its C++ type.
+// struct Stats is generated from this table, and so is the dict
+// (result_export.cpp). The Python side reads it through one table too
+// (src/spprof/_results.py, STATS_KEYS); tests/test_surface.py checks that
+// the two agree key for key and type for type.
+#pragma once
+
+#include <cstdint>
+
+// X(key, C++ type)
+#define SPPROF_STATS_FIELDS(X)                                                    \
+    X(active, bool)                                                               \
+    X(paused, bool)                                                               \
+    X(backend, const char*)                                                       \
+    X(interval_ns, int64_t)                                                       \
+    X(signals, uint64_t)           /* SIGPROFs from our timers */                 \
+    X(captured_samples, uint64_t)  /* stacks the handler recorded */              \
+    X(collected_samples, uint64_t) /* resolved and kept */                        \
+    X(buffer_dropped, uint64_t)                                                   \
+    X(buffer_dropped_weight, uint64_t)                                            \
+    X(memory_dropped, uint64_t)                                                   \
+    X(memory_dropped_weight, uint64_t)                                            \
+    X(timer_overruns, uint64_t)                                                   \
+    X(overruns_at_delete, uint64_t)                                               \
+    X(sigprof_blocked_threads, uint64_t)                                          \
+    X(no_thread_state, uint64_t)                                                  \
+    X(walk_errors, uint64_t)                                                      \
+    X(truncated_stacks, uint64_t)                                                 \
+    X(recovered_walks, uint64_t)                                                  \
+    X(paused_signals, uint64_t)                                                   \
+    X(foreign_signals, uint64_t)                                                  \
+    X(stale_signals, uint64_t)                                                    \
+    X(early_signals, uint64_t)                                                    \
+    X(gc_samples, uint64_t)                                                       \
+    X(subinterpreter_samples, uint64_t)                                           \
+    X(timers_created, uint64_t)                                                   \
+    X(timers_deleted, uint64_t)                                                   \
+    X(timer_create_failures, uint64_t)                                            \
+    X(last_create_errno, uint64_t)                                                \
+    X(perf_timers_created, uint64_t)                                              \
+    X(perf_fallbacks, uint64_t)                                                   \
+    X(perf_descriptors_lost, uint64_t)                                            \
+    X(perf_include_kernel, bool)                                                  \
+    X(registered_threads, int64_t)                                                \
+    X(handler_ns, int64_t)                                                        \
+    X(service_cpu_ns, int64_t)                                                    \
+    X(service_wakes, uint64_t)                                                    \
+    X(service_gil_ticks, uint64_t)                                                \
+    X(duration_ns, int64_t)                                                       \
+    X(process_cpu_ns, int64_t)                                                    \
+    X(paused_ns, int64_t)                                                         \
+    X(buffer_capacity, int64_t)                                                   \
+    X(memory_bytes, int64_t)                                                      \
+    X(memory_limit_bytes, int64_t)                                                \
+    X(allocation_failures, uint64_t)
+
+namespace spprof {
+
+struct Stats {
+#define SPPROF_STATS_MEMBER(key, type) type key{};
+    SPPROF_STATS_FIELDS(SPPROF_STATS_MEMBER)
+#undef SPPROF_STATS_MEMBER
+};
+
+}  // namespace spprof
