@@ -301,7 +301,10 @@ prof = spprof.stop()
 chain = [s for s in prof.samples if any(f.function_name == "level" for f in s.frames)]
 leafs = {{s.frames[-1].function_name for s in chain}}
 at_burn = sum(s.weight for s in chain if s.frames[-1].function_name == "work") / max(1, sum(s.weight for s in chain))
-deep = [s for s in prof.samples if sum(f.function_name == "level" for f in s.frames) > 100]
+# More than 120 level frames cannot fit in 128 with the ~9 frames around the
+# chain (asyncio's runner, the module): every such sample is truncated,
+# also while the chain is built or torn down.
+deep = [s for s in prof.samples if sum(f.function_name == "level" for f in s.frames) > 120]
 emit({{"plain": plain, "profiled": profiled, "leafs": sorted(leafs), "at_burn": at_burn,
        "deep": len(deep), "roots": sorted({{s.frames[0].function_name for s in deep}}),
        "max_len": max(sum(f.function_name != "<gc>" for f in s.frames) for s in deep) if deep else 0,
