@@ -137,3 +137,16 @@ def test_the_check_sees_imports():
     assert "spprof._results" in g["spprof._session"]  # imported inside a function
     assert "spprof._model" not in g["spprof.writers.text"]  # TYPE_CHECKING only
     assert "spprof._state" in g["spprof._signals"]
+
+
+def test_no_source_file_over_500_lines():
+    """One concept per file: no source file in src/ grows past 500 lines
+    (session.cpp, the lifecycle, stays under 400)."""
+    sizes = {
+        str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+        for p in sorted((ROOT / "src").rglob("*"))
+        if p.suffix in (".py", ".cpp", ".h", ".js", ".css", ".html")
+    }
+    assert len(sizes) > 40
+    assert {p: n for p, n in sizes.items() if n > 500} == {}
+    assert sizes["src/native/session.cpp"] < 400
