@@ -1009,3 +1009,43 @@ emit({"cpu_ms": cpu * 1000, "plain": weight("no_collections"),
     )
     assert r["plain"] >= 0.8 * r["cpu_ms"] and r["plain_gc"] == 0, _show(r)
     assert r["collects_gc"] >= 0.5 * r["collects"], _show(r)
+
+
+def test_ctrl_c_inside_an_import_spprof_makes_is_never_lost():
+    """Guards against a lost Ctrl-C (1 run in 3 of the test above, under
+    load, once `import spprof` no longer imported gc): an import that
+    spprof's native start() made ran importlib's Python code, a
+    KeyboardInterrupt raised there was cleared as spprof's own error, and
+    the program never saw it. Here every import made while start() runs
+    raises KeyboardInterrupt: start() either makes none (the modules it
+    needs were imported with spprof, or are imported in Python before the
+    native session starts) or raises the KeyboardInterrupt; a start() that
+    returned normally after an interrupt would be the bug."""
+    r = run_scenario(
+        """
+import builtins, sys, spprof
+interrupted = []
+real_import = builtins.__import__
+def import_(name, globals=None, locals=None, fromlist=(), level=0):
+    if armed and level == 0 and name not in sys.modules:
+        interrupted.append(name)
+        raise KeyboardInterrupt
+    return real_import(name, globals, locals, fromlist, level)
+import spprof._results                 # what start() imports in Python first
+sys.modules.pop("gc", None)            # as in a program that never imported it
+armed = False
+builtins.__import__ = import_
+armed = True
+try:
+    spprof.start(interval_ms=5)
+    outcome = "started"
+except KeyboardInterrupt:
+    outcome = "KeyboardInterrupt"
+armed = False
+builtins.__import__ = real_import
+if spprof.is_active():
+    spprof.stop()
+emit({"outcome": outcome, "interrupted": interrupted})
+"""
+    )
+    assert r["outcome"] == "KeyboardInterrupt" or r["interrupted"] == [], r

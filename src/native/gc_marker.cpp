@@ -57,11 +57,15 @@ PyObject* gc_phase(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 PyMethodDef g_gc_phase_def = {"_spprof_gc_phase", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(gc_phase)),
                               METH_FASTCALL, "spprof: marks garbage collections for the sampler."};
 
+// The gc module, imported when the extension is (an import later, inside
+// start(), would run importlib's Python code, where a Ctrl-C can land and
+// would then be lost with our own error).
+PyObject* g_gc_module = nullptr;
+
 PyObject* gc_callbacks_list() {
     // New reference to gc.callbacks, or nullptr (no exception) when absent.
-    PyObject* gc = PyImport_ImportModule("gc");
-    PyObject* list = gc ? PyObject_GetAttrString(gc, "callbacks") : nullptr;
-    Py_XDECREF(gc);
+    // A module attribute read: no Python code runs.
+    PyObject* list = g_gc_module ? PyObject_GetAttrString(g_gc_module, "callbacks") : nullptr;
     if (list == nullptr || !PyList_Check(list)) {
         PyErr_Clear();
         Py_XDECREF(list);
@@ -70,6 +74,11 @@ PyObject* gc_callbacks_list() {
     return list;
 }
 }  // namespace
+
+bool GcMarker::import_gc() {
+    if (g_gc_module == nullptr) g_gc_module = PyImport_ImportModule("gc");
+    return g_gc_module != nullptr;
+}
 
 bool GcMarker::install() {
     if (entry_ == nullptr) {

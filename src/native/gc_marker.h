@@ -13,6 +13,9 @@ namespace spprof {
 
 class GcMarker {
 public:
+    // When the extension is imported: import gc (false with the exception
+    // set). Kept for the process.
+    static bool import_gc();
     // Put our entry at the front of gc.callbacks. False with an exception
     // set on failure; true (and nothing marked) without gc.callbacks.
     bool install();

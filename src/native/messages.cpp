@@ -7,6 +7,9 @@ void set_profiler_error(const std::string& message) {
     PyObject* cls = module ? PyObject_GetAttrString(module, "ProfilerError") : nullptr;
     Py_XDECREF(module);
     if (cls == nullptr) {
+        // The import may run Python code: a Ctrl-C landing there is the
+        // program's and is kept; our own failure falls back to RuntimeError.
+        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) return;
         PyErr_Clear();
         cls = Py_NewRef(PyExc_RuntimeError);
     }

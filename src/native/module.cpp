@@ -14,6 +14,7 @@
 
 #include "code_registry.h"
 #include "compat.h"
+#include "gc_marker.h"
 #include "sampler.h"
 #include "sigprof_disposition.h"
 #include "session.h"
@@ -321,7 +322,7 @@ PyModuleDef kModule = {
 
 PyMODINIT_FUNC PyInit__native() {
     spprof::prepare_thread_for_exceptions();
-    if (!spprof::thread_hooks_init()) return nullptr;
+    if (!spprof::thread_hooks_init() || !spprof::GcMarker::import_gc()) return nullptr;
     PyObject* m = PyModule_Create(&kModule);
     if (m == nullptr) return nullptr;
     if (PyModule_AddIntConstant(m, "MAX_DEPTH", spprof::kMaxDepth) < 0) {
