@@ -1,7 +1,7 @@
 // module.cpp: the private extension module spprof._native.
 //
 // Thin bindings over Session; argument checking that users see happens in
-// the Python layer (spprof/_api.py), these only guard against misuse.
+// the Python layer (spprof/_limits.py), these only guard against misuse.
 #include <Python.h>
 
 #include <pthread.h>

@@ -101,7 +101,7 @@ struct HandlerState {
     // called start()): frames of any other interpreter are not read.
     void* main_interp = nullptr;
     // The thread running a garbage collection now (0: none) and the frame
-    // that was current when it started (gc.callbacks, session.cpp).
+    // that was current when it started (gc.callbacks, gc_marker.cpp).
     std::atomic<pid_t> gc_tid{0};
     std::atomic<const void*> gc_frame{nullptr};
     HandlerCounters counters;
