@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import sys
-import threading
 import warnings
 
 from . import _state, _threads
@@ -69,12 +68,18 @@ def _after_fork_in_child() -> None:
 # before spprof was imported, or when spprof itself is first imported at
 # exit) is stopped when the handler that started it returns.
 def _exiting() -> bool:
-    # threading marks the main thread stopped just before atexit runs
-    return not threading.main_thread().is_alive()
+    # threading marks the main thread stopped just before atexit runs. A
+    # program that had not imported threading then does not run that step:
+    # that our exit hook ran says it instead.
+    if _exit_hook_ran and not _exit_hook_saw_threading:
+        return True
+    threading = sys.modules.get("threading")
+    return threading is not None and not threading.main_thread().is_alive()
 
 
 _exit_handler: Callable[[], None] | None = None
 _exit_hook_ran = False
+_exit_hook_saw_threading = True
 _exit_hook_registered_late = _exiting()
 
 
@@ -84,7 +89,9 @@ def set_exit_handler(handler: Callable[[], None]) -> None:
 
 
 def _at_exit() -> None:
-    global _exit_hook_ran
+    global _exit_hook_ran, _exit_hook_saw_threading
+    if not _exit_hook_ran:
+        _exit_hook_saw_threading = "threading" in sys.modules
     _exit_hook_ran = True
     if _exit_handler is not None:
         _exit_handler()

@@ -10,7 +10,7 @@ exist in the child) and every reader then sees the new one.
 from __future__ import annotations
 
 import os
-import threading
+import _thread
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -18,10 +18,10 @@ if TYPE_CHECKING:
     from ._model import Profile
     from ._session import HostState
 
-_lock = threading.RLock()
+_lock = _thread.RLock()  # threading.RLock is this C type
 
 
-def lock() -> threading.RLock:
+def lock() -> _thread.RLock:
     """The lock every session transition holds (re-entrant: a transition
     may run another, as spprof run's sessions do)."""
     return _lock
@@ -31,7 +31,7 @@ def new_lock_after_fork() -> None:
     """In a forked child: the parent's lock may be held by a thread that is
     not here."""
     global _lock
-    _lock = threading.RLock()
+    _lock = _thread.RLock()
 
 
 _native_module: Any = None

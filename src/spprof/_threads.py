@@ -16,7 +16,6 @@ the poll.
 from __future__ import annotations
 
 import _thread
-import threading
 
 from . import _native
 
@@ -39,6 +38,8 @@ def _wrap_start_joinable_thread(original: Callable[..., Any]) -> Callable[..., A
 
 
 def _targets() -> list[tuple[object, str, Callable[..., Any]]]:
+    import threading  # at the first start(), not when spprof is imported
+
     out: list[tuple[object, str, Callable[..., Any]]] = []
     for module, name in (
         (_thread, "start_new_thread"),
