@@ -40,7 +40,14 @@ emit({"overruns": prof.stats.timer_overruns, "weight_ms": w * prof.interval_ms, 
 """
     )
     assert result["overruns"] > 0, result
-    assert abs(result["weight_ms"] - result["cpu_ms"]) <= 0.1 * result["cpu_ms"], result
+    # Never over: the weight is at most the thread's CPU (10% for the edges).
+    # Under: a POSIX CPU timer is checked only on scheduler ticks that find
+    # its thread running, so the expirations due since the last such check
+    # are lost when the thread ends; an overloaded machine (many preemptions
+    # between ticks) stretches that: 986 of 1200 ms seen once in a fresh
+    # clone's make test with other work alongside (perf_event, the default,
+    # has no such loss: tests/test_exact_weights.py).
+    assert -0.25 * result["cpu_ms"] <= result["weight_ms"] - result["cpu_ms"] <= 0.1 * result["cpu_ms"], result
     # Fewer signals than expirations: the achieved rate is reported as such.
     assert result["samples"] < 0.9 * result["cpu_ms"], result
     assert result["rate"] < 900, result
