@@ -24,8 +24,8 @@ from ._api import (
 from ._errors import ProfilerError, ProfilerWarning
 from ._profiler import Profiler, profile
 
-# The data model and the stats class are imported when first used (a report
-# needs them; `import spprof` at a program's start does not).
+# Names whose modules are imported when first used (folded stacks are for
+# reports); the others are loaded with the session layer already.
 _LAZY = {
     "AggregatedProfile": "._aggregate",
     "AggregatedStack": "._aggregate",

@@ -15,8 +15,11 @@ import os
 import sys
 import warnings
 
-from . import _hooks, _signals, _state, _threads
-from ._errors import ProfilerError, ProfilerWarning
+# _results (the model, dataclasses) is imported with spprof, not at the
+# first start(): an import there can meet an exhausted address space (the
+# program's own), where CPython 3.13.0 was seen to crash unmarshalling it.
+from . import _hooks, _results, _signals, _state, _threads
+from ._errors import ProfilerWarning
 from ._state import SessionInfo
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
@@ -24,21 +27,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
     from ._model import Profile
-
-_results: Any = None  # the _results module, loaded by the first start()
-
-
-def _load_results() -> Any:
-    # Loaded when a session starts, not at `import spprof` (it brings the
-    # model and dataclasses), and never inside stop(), where an import's
-    # Python code could be interrupted.
-    global _results
-    if _results is None:
-        from . import _results as module
-
-        _results = module
-    return _results
-
 
 def warn(message: str) -> None:
     warnings.warn(message, ProfilerWarning, stacklevel=3)
@@ -54,10 +42,6 @@ def _open(params: dict[str, Any]) -> SessionInfo:
     native = _state.native()
     was_active = native.is_active()
     try:
-        try:
-            _load_results()
-        except (ImportError, MemoryError) as exc:  # e.g. an address-space limit
-            raise ProfilerError(f"spprof cannot start: {exc}") from exc
         info = SessionInfo(params["interval_ms"], params.get("output_path"), params["memory_limit_mb"])
         native.start(
             interval_ns=info.interval_ms * 1_000_000,

@@ -9,8 +9,9 @@ exist in the child) and every reader then sees the new one.
 
 from __future__ import annotations
 
-import os
 import _thread
+import os
+import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -53,8 +54,6 @@ class SessionInfo:
     """What the Python layer remembers about a running session."""
 
     def __init__(self, interval_ms: int, output_path: str | None, memory_limit_mb: float) -> None:
-        import time
-
         self.interval_ms = interval_ms
         self.output_path = output_path
         self.memory_limit_mb = memory_limit_mb

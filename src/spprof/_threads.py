@@ -16,6 +16,7 @@ the poll.
 from __future__ import annotations
 
 import _thread
+import threading
 
 from . import _native
 
@@ -38,8 +39,6 @@ def _wrap_start_joinable_thread(original: Callable[..., Any]) -> Callable[..., A
 
 
 def _targets() -> list[tuple[object, str, Callable[..., Any]]]:
-    import threading  # at the first start(), not when spprof is imported
-
     out: list[tuple[object, str, Callable[..., Any]]] = []
     for module, name in (
         (_thread, "start_new_thread"),
