@@ -22,6 +22,22 @@ def define(name):
     exec(f"def {name}(cpu_s):\\n    return burn(cpu_s)\\n", globals())
     return globals()[name]
 
+_idle = []
+
+def foreign_thread_signal():
+    # A thread-directed foreign SIGPROF, sent to a thread that sleeps: a
+    # sampled thread may have its timer's SIGPROF pending at that moment,
+    # and the kernel keeps one pending instance of a signal per thread, so
+    # the two would merge into one.
+    import threading
+    if not _idle:
+        parked = threading.Event()
+        _idle.append(threading.Thread(target=parked.wait, daemon=True, name="idle"))
+        _idle[0].start()
+        time.sleep(0.01)
+    signal.pthread_kill(_idle[0].ident, signal.SIGPROF)
+    time.sleep(0.01)
+
 def samples_in(prof, name):
     return sum(1 for s in prof.samples if any(f.function_name == name for f in s.frames))
 
@@ -246,7 +262,7 @@ previous = signal.signal(signal.SIGPROF, signal.SIG_IGN)
 out = {"previous_is_dfl": previous == signal.SIG_DFL,
        "reads_ign": signal.getsignal(signal.SIGPROF) == signal.SIG_IGN}
 os.kill(os.getpid(), signal.SIGPROF)
-signal.raise_signal(signal.SIGPROF)
+foreign_thread_signal()
 define("after_ignore")(0.3)
 prof = spprof.stop()
 out.update(after_ignore=samples_in(prof, "after_ignore"), foreign=prof.stats.raw["foreign_signals"],
@@ -419,10 +435,11 @@ signal.signal(signal.SIGPROF, first)
 start_spprof(interval_ms=1, take_over_sigprof=True)
 out = {"reads_first": signal.getsignal(signal.SIGPROF) is first}
 burn(0.1)
-signal.raise_signal(signal.SIGPROF)
+foreign_thread_signal()
+burn(0.01)
 out["returned_first"] = signal.signal(signal.SIGPROF, second) is first
 burn(0.1)
-signal.raise_signal(signal.SIGPROF)
+foreign_thread_signal()
 os.kill(os.getpid(), signal.SIGPROF)
 burn(0.05)
 prof = spprof.stop()

@@ -16,25 +16,37 @@ from __future__ import annotations
 import math
 import os
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timezone
+
+from ._record import frozen_record
+from ._times import WallTime, earliest, latest
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from datetime import datetime
+
     from ._aggregate import AggregatedProfile
 
 __all__ = ["Frame", "Profile", "Sample", "Stack"]
 
+_set = object.__setattr__  # the records are frozen: their __init__ sets slots directly
 
-@dataclass(frozen=True, slots=True)
+
+@frozen_record
 class Frame:
     """One level of a call stack."""
 
+    __slots__ = ("function_name", "filename", "lineno", "is_native")
     function_name: str
     filename: str
     lineno: int
-    is_native: bool = False
+    is_native: bool
+
+    def __init__(self, function_name: str, filename: str, lineno: int, is_native: bool = False) -> None:
+        _set(self, "function_name", function_name)
+        _set(self, "filename", filename)
+        _set(self, "lineno", lineno)
+        _set(self, "is_native", is_native)
 
     def label(self) -> str:
         """``function (file:line)``, as shown in reports."""
@@ -44,7 +56,7 @@ class Frame:
 Stack = tuple[Frame, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record
 class Sample:
     """One observation of one thread.
 
@@ -54,11 +66,21 @@ class Sample:
     (``1 + timer overruns``).
     """
 
+    __slots__ = ("timestamp_ns", "thread_id", "thread_name", "frames", "weight")
     timestamp_ns: int
     thread_id: int
     thread_name: str | None
     frames: Stack
-    weight: int = 1
+    weight: int
+
+    def __init__(
+        self, timestamp_ns: int, thread_id: int, thread_name: str | None, frames: Stack, weight: int = 1
+    ) -> None:
+        _set(self, "timestamp_ns", timestamp_ns)
+        _set(self, "thread_id", thread_id)
+        _set(self, "thread_name", thread_name)
+        _set(self, "frames", frames)
+        _set(self, "weight", weight)
 
     @property
     def leaf(self) -> Frame | None:
@@ -82,10 +104,6 @@ class _StackTable:
         return i
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class Profile:
     """The result of a profiling session.
 
@@ -96,8 +114,8 @@ class Profile:
     """
 
     __slots__ = (
-        "start_time",
-        "end_time",
+        "_start_time",
+        "_end_time",
         "interval_ms",
         "dropped_count",
         "python_version",
@@ -160,8 +178,8 @@ class Profile:
             raise ValueError(f"interval_ms must be a positive number, got {interval_ms!r}")
         if not math.isfinite(interval_ms) or interval_ms <= 0:
             raise ValueError(f"interval_ms must be a positive number, got {interval_ms!r}")
-        self.start_time = start_time
-        self.end_time = end_time
+        self._start_time = start_time
+        self._end_time = end_time
         self.interval_ms = interval_ms
         self.dropped_count = int(dropped_count)
         self.python_version = python_version
@@ -375,8 +393,8 @@ class Profile:
         if interval_ms.is_integer():
             interval_ms = int(interval_ms)
         return cls.from_columns(
-            start_time=min(p.start_time for p in parts),
-            end_time=max(p.end_time for p in parts),
+            start_time=earliest([p._start_time for p in parts]),
+            end_time=latest([p._end_time for p in parts]),
             interval_ms=interval_ms,
             stacks=table.stacks,
             timestamps_ns=ts,
@@ -403,8 +421,8 @@ class Profile:
         if not changed:
             return self
         out = Profile.from_columns(
-            start_time=self.start_time,
-            end_time=self.end_time,
+            start_time=self._start_time,
+            end_time=self._end_time,
             interval_ms=self.interval_ms,
             stacks=table.stacks,
             timestamps_ns=array("q", self._ts),
@@ -424,3 +442,8 @@ class Profile:
             f"<Profile {self.sample_count} samples, {len(self.thread_ids)} threads, "
             f"{self.total_duration_ms:.0f} ms, interval {self.interval_ms} ms>"
         )
+
+
+# The times are datetimes to the reader; the slots may hold EpochTime.
+Profile.start_time = WallTime(Profile.__dict__["_start_time"])  # type: ignore[attr-defined]
+Profile.end_time = WallTime(Profile.__dict__["_end_time"])  # type: ignore[attr-defined]

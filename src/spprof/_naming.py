@@ -10,9 +10,12 @@ decided; every writer shows ``Frame.function_name`` as is.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
 
 from ._model import Frame
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 __all__ = ["MODULE_CODE", "module_code_name", "module_name", "name_module_code"]
 

@@ -11,14 +11,17 @@ extension against these tables.
 from __future__ import annotations
 
 import os
-import platform as _platform
+import sys
 from array import array
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from ._model import Frame, Profile
 from ._naming import name_module_code
+from ._record import frozen_record
+from ._times import EpochTime
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 SUM, MAX, LAST = "sum", "max", "last"
 
@@ -86,7 +89,7 @@ RESULT_KEYS: dict[str, type] = {
 _COLUMNS = frozenset(RESULT_KEYS) - {"start_monotonic_ns"}
 
 
-@dataclass(frozen=True)
+@frozen_record
 class ProfilerStats:
     """The profiler's own health, measured."""
 
@@ -112,6 +115,35 @@ class ProfilerStats:
     truncated_stacks: int
     no_thread_state: int
     raw: dict[str, Any]
+
+    def __init__(
+        self,
+        active: bool,
+        paused: bool,
+        backend: str,
+        interval_ms: float,
+        collected_samples: int,
+        dropped_samples: int,
+        timer_overruns: int,
+        timer_create_failures: int,
+        sigprof_blocked_threads: int,
+        registered_threads: int,
+        duration_ms: float,
+        effective_rate_hz: float,
+        signals: int,
+        handler_cpu_ms: float,
+        service_cpu_ms: float,
+        process_cpu_ms: float,
+        overhead_percent: float,
+        memory_bytes: int,
+        walk_errors: int,
+        truncated_stacks: int,
+        no_thread_state: int,
+        raw: dict[str, Any],
+    ) -> None:
+        # The parameters, in field order, are the attributes (set past the
+        # frozen class's __setattr__).
+        object.__setattr__(self, "__dict__", {k: v for k, v in locals().items() if k != "self"})
 
     @classmethod
     def from_native(cls, raw: dict[str, Any]) -> ProfilerStats:
@@ -145,6 +177,10 @@ class ProfilerStats:
             no_thread_state=raw["no_thread_state"],
             raw=dict(raw),
         )
+
+
+# platform.python_version(), without importing platform (and re).
+_PYTHON_VERSION = sys.version.split()[0]
 
 
 def _platform_string() -> str:
@@ -205,8 +241,8 @@ def profile_from_native(raw: dict[str, Any], *, interval_ms: int, start_wall_ns:
     # Monotonic capture times -> wall-clock nanoseconds since the epoch.
     offset = start_wall_ns - raw["start_monotonic_ns"]
     timestamps = array("q", (t + offset for t in _column(raw, "timestamps")))
-    start_time = datetime.fromtimestamp(start_wall_ns / 1e9, timezone.utc)
-    end_time = start_time + timedelta(microseconds=raw["duration_ns"] / 1000)
+    start_time = EpochTime(start_wall_ns)
+    end_time = EpochTime(start_wall_ns, raw["duration_ns"])
     prof = Profile.from_columns(
         start_time=start_time,
         end_time=end_time,
@@ -218,7 +254,7 @@ def profile_from_native(raw: dict[str, Any], *, interval_ms: int, start_wall_ns:
         weights=_column(raw, "weights"),
         thread_names=dict(raw["thread_names"]),
         dropped_count=raw["buffer_dropped"] + raw["memory_dropped"],
-        python_version=_platform.python_version(),
+        python_version=_PYTHON_VERSION,
         platform=_platform_string(),
     )
     prof.stats = ProfilerStats.from_native({k: v for k, v in raw.items() if k not in _COLUMNS})

@@ -5,7 +5,10 @@ than one poll would never be sampled. While a session runs, the functions
 that start threads (``_thread.start_new_thread``, 3.13's
 ``start_joinable_thread`` and threading's private aliases of them) are
 wrapped so the new thread first runs spprof's bootstrap, which gives the
-thread its timer and then calls the real target. The wrappers and the
+thread its timer and then calls the real target. threading is not imported
+for this: when a program imports it during a session, threading takes its
+aliases from ``_thread`` and so gets the wrappers, which are put back with
+the others at the end. The wrappers and the
 bootstrap are C functions (src/native/thread_hooks.h): they check arguments
 with the original's messages, add no frame to any stack, and report an
 uncaught exception naming the user's function. Threads started another way
@@ -16,7 +19,7 @@ the poll.
 from __future__ import annotations
 
 import _thread
-import threading
+import sys
 
 from . import _native
 
@@ -38,17 +41,24 @@ def _wrap_start_joinable_thread(original: Callable[..., Any]) -> Callable[..., A
     return _native.wrap_start_joinable_thread(original)
 
 
+# threading's private aliases of _thread's functions.
+_THREADING_ALIASES = ("_start_new_thread", "_start_joinable_thread")
+
+
 def _targets() -> list[tuple[object, str, Callable[..., Any]]]:
+    # Not `import threading` (nothing is imported inside start()): if the
+    # program has not imported it yet, it takes our wrappers from _thread.
+    threading = sys.modules.get("threading")
     out: list[tuple[object, str, Callable[..., Any]]] = []
     for module, name in (
         (_thread, "start_new_thread"),
         (_thread, "start_new"),
         (threading, "_start_new_thread"),
     ):
-        if hasattr(module, name):
+        if module is not None and hasattr(module, name):
             out.append((module, name, _wrap_start_new_thread))
     for module, name in ((_thread, "start_joinable_thread"), (threading, "_start_joinable_thread")):
-        if hasattr(module, name):
+        if module is not None and hasattr(module, name):
             out.append((module, name, _wrap_start_joinable_thread))
     return out
 
@@ -70,6 +80,18 @@ def uninstall() -> None:
     """Put the originals back, unless someone replaced our wrapper since
     (then theirs stays, and ours inside it does nothing once the session
     has ended)."""
+    # A threading imported during the session holds _thread's wrappers
+    # under its own names: give it the originals too.
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        for name in _THREADING_ALIASES:
+            if (threading, name) in _installed:
+                continue
+            current = getattr(threading, name, None)
+            for key, wrapper in _wrappers.items():
+                if key[0] is _thread and current is wrapper:
+                    setattr(threading, name, _installed[key])
+                    break
     for key, original in list(_installed.items()):
         module, name = key
         if getattr(module, name, None) is _wrappers[key]:
