@@ -77,8 +77,13 @@ def hot(tmp_path: Path) -> Path:
     return write(tmp_path / "hot.py", HOT_SCRIPT)
 
 
+# The coverage lines printed before the summary (test_coverage_lines_before_the_summary).
+COVERAGE = re.compile(r"^spprof: (profiled .* process CPU \(\d+%\)|the rest: .+|child processes .+)$")
+
+
 def stderr_lines(proc: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in proc.stderr.splitlines() if line.strip()]
+    """stderr's non-empty lines, without the coverage lines."""
+    return [line for line in proc.stderr.splitlines() if line.strip() and not COVERAGE.match(line)]
 
 
 def speedscope_share(doc: dict, function: str) -> float:
@@ -589,6 +594,18 @@ def test_summary_line(tmp_path: Path, hot: Path) -> None:
     assert seconds >= 0.5
     assert samples >= 20  # ~50 expected for 0.5 s at 100 Hz
     assert ", 1 thread -> " in lines[0]
+
+
+def test_coverage_lines_before_the_summary(tmp_path: Path, hot: Path) -> None:
+    proc = spprof("run", "-o", "out.collapsed", "hot.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2, proc.stderr
+    m = re.fullmatch(r"spprof: profiled (\S+) (m?s) of (\S+) (m?s) process CPU \((\d+)%\)", lines[0])
+    assert m, lines[0]
+    # a single-threaded pure-Python target: nearly all of the CPU is in the samples
+    assert int(m[5]) >= 90, lines[0]
+    assert SUMMARY.match(lines[1]), lines[1]
 
 
 def test_quiet_prints_nothing(tmp_path: Path, hot: Path) -> None:

@@ -147,12 +147,61 @@ def big_profile(n_samples: int = 1_000_000, n_stacks: int = 5000) -> Profile:
     )
 
 
+# A server's profile: 300 request threads (2 intervals each, 600 in all), the
+# main thread (250) and three pool workers (30 each, 90): 940 intervals.
+REQUEST_GROUP = "Thread-* (process_request_thread)"
+POOL_GROUP = "ThreadPoolExecutor-*_*"
+POOL_MAIN = 1
+serve_forever = fr("serve_forever", "socketserver.py", 230)
+process_request = fr("process_request_thread", "socketserver.py", 690)
+handle_get = fr("do_GET", "server.py", 40)
+event_loop = fr("event_loop", "app.py", 12)
+pool_worker = fr("_worker", "concurrent/futures/thread.py", 83)
+run_job = fr("run_job", "jobs.py", 9)
+
+
+def server_profile() -> Profile:
+    spec = [(POOL_MAIN, "MainThread", [main_, event_loop], 200, 250)]
+    for n in range(300):
+        spec.append((5000 + n, f"Thread-{n + 2} (process_request_thread)", [process_request, handle_get], 2, 2))
+    for n in range(3):
+        spec.append((9000 + n, f"ThreadPoolExecutor-0_{n}", [pool_worker, run_job], 30, 30))
+    return build_profile(spec)
+
+
+# ``dispatch`` calls ``helper`` from three of its lines: 50%, 30% and 20%
+# of the 100 intervals.
+dispatch_28, dispatch_31, dispatch_40 = (fr("dispatch", "app.py", ln) for ln in (28, 31, 40))
+helper = fr("helper", "util.py", 5)
+
+
+def three_lines_profile() -> Profile:
+    return build_profile([
+        (1, "MainThread", [main_, dispatch_28, helper], 50, 50),
+        (1, "MainThread", [main_, dispatch_31, helper], 30, 30),
+        (1, "MainThread", [main_, dispatch_40, helper], 20, 20),
+    ])
+
+
+gc_frame = fr("<gc>", "", 0)
+no_python = fr("<no Python frame>", "", 0)
+lambda_frame = fr("<lambda>", "app.py", 77)
+
+
+def gc_profile() -> Profile:
+    return build_profile([
+        (1, "MainThread", [main_, gc_frame], 40, 40),
+        (1, "MainThread", [no_python], 30, 30),
+        (1, "MainThread", [main_, lambda_frame], 30, 30),
+    ])
+
+
 # ---------------------------------------------------------------------------
 # reading the file back
 
 
-def render(profile: Profile) -> str:
-    return get_writer("html").render(profile).decode("utf-8")
+def render(profile: Profile, **options) -> str:
+    return get_writer("html").render(profile, **options).decode("utf-8")
 
 
 def embedded_data(page: str) -> dict:
@@ -319,6 +368,67 @@ def test_big_profile_is_fast_and_small(tmp_path):
     assert sum(t["samples"] for t in data["threads"]) == 1_000_000
 
 
+def tracks_of(data: dict) -> list[tuple[str, list[int], int]]:
+    """The embedded tracks as (name, thread ids, weight)."""
+    return [(g["name"], [data["threads"][i]["tid"] for i in g["threads"]], g["weight"]) for g in data["tracks"]]
+
+
+def test_tracks_are_thread_groups_in_cpu_order():
+    data = embedded_data(render(server_profile()))
+    assert data["thread_view"] == "auto"
+    assert len(data["threads"]) == 304 and data["total_weight"] == 940
+    assert tracks_of(data) == [
+        (REQUEST_GROUP, list(range(5000, 5300)), 600),
+        ("MainThread", [POOL_MAIN], 250),
+        (POOL_GROUP, [9000, 9001, 9002], 90),
+    ]
+    # Every thread is in exactly one track, and the weights add up.
+    assert sorted(i for g in data["tracks"] for i in g["threads"]) == list(range(304))
+    assert sum(g["weight"] for g in data["tracks"]) == data["total_weight"]
+
+
+def test_few_threads_are_tracks_of_their_own_costliest_first():
+    data = embedded_data(render(demo_profile()))
+    assert tracks_of(data) == [("MainThread", [MAIN], 800), ("worker-1", [WORKER], 200)]
+    # Sorted by CPU, not by thread id.
+    p = build_profile([(1, "light", [main_], 1, 1), (2, "heavy", [main_], 5, 5), (3, None, [main_], 3, 3)])
+    assert tracks_of(embedded_data(render(p))) == [("heavy", [2], 5), ("<unnamed>", [3], 3), ("light", [1], 1)]
+
+
+def test_threads_option_threads_merged_and_invalid():
+    p = server_profile()
+    per_thread = embedded_data(render(p, threads="threads"))
+    assert per_thread["thread_view"] == "threads"
+    tracks = tracks_of(per_thread)
+    assert len(tracks) == 304
+    assert all(len(tids) == 1 for _, tids, _ in tracks)
+    assert tracks[0] == ("MainThread", [POOL_MAIN], 250)
+    assert [w for _, _, w in tracks] == sorted((w for _, _, w in tracks), reverse=True)
+    assert {tids[0] for _, tids, _ in tracks} == {t["tid"] for t in per_thread["threads"]}
+    assert ("Thread-2 (process_request_thread)", [5000], 2) in tracks
+
+    grouped = embedded_data(render(build_profile(DEMO_SPEC), threads="groups"))
+    assert [name for name, _, _ in tracks_of(grouped)] == ["MainThread", "worker-1"]
+
+    merged = embedded_data(render(p, threads="merged"))
+    assert merged["tracks"] == []
+    # The per-thread data (the merged view's input) is still there.
+    assert len(merged["threads"]) == 304 and merged["total_weight"] == 940
+
+    with pytest.raises(ValueError) as info:
+        p.render("html", threads="per-thread")
+    for allowed in ("auto", "groups", "threads", "merged"):
+        assert allowed in str(info.value)
+    assert "per-thread" in str(info.value)
+
+
+def test_merge_threads_is_accepted_and_threads_decides():
+    p = server_profile()
+    assert render(p, merge_threads=True) == render(p) == render(p, merge_threads=False)
+    assert embedded_data(render(p, merge_threads=False, threads="merged"))["tracks"] == []
+    assert len(embedded_data(render(p, merge_threads=True, threads="threads"))["tracks"]) == 304
+
+
 # ---------------------------------------------------------------------------
 # in the browser
 
@@ -376,8 +486,8 @@ def driver():
         drv.quit()
 
 
-def open_report(driver, profile: Profile, path: Path) -> None:
-    path.write_bytes(profile.render("html"))
+def open_report(driver, profile: Profile, path: Path, **options) -> None:
+    path.write_bytes(profile.render("html", **options))
     driver.get_log("performance")  # drop entries from earlier pages
     driver.get_log("browser")
     driver.get(path.resolve().as_uri())
@@ -522,7 +632,7 @@ def test_browser_interactions(driver, tmp_path):
     # Thread selector: the worker's graph has only the worker's functions.
     select = Select(driver.find_element(By.ID, "thread-select"))
     labels = [o.text for o in select.options]
-    assert labels[0] == "All threads (merged)"
+    assert labels[0] == "All threads"
     assert any("MainThread" in t and str(MAIN) in t for t in labels)
     assert any("worker-1" in t and str(WORKER) in t for t in labels)
     select.select_by_index([i for i, t in enumerate(labels) if "worker-1" in t][0])
@@ -603,4 +713,197 @@ def test_browser_big_profile_draws_quickly(driver, tmp_path):
     # About a second on a desktop; generous here so that a loaded CI machine
     # does not make the test flaky.
     assert elapsed < 8.0
+    assert severe_console(driver) == []
+
+
+def option_texts(driver) -> list[str]:
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#thread-select option')).map(function (o) { return o.textContent; })"
+    )
+
+
+def choose_view(driver, index: int) -> None:
+    """Pick the selector's ``index``-th entry, as a user would."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element(By.ID, "thread-select")).select_by_index(index)
+
+
+def type_into(driver, element_id: str, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    box = driver.find_element(By.ID, element_id)
+    box.clear()
+    if text:
+        box.send_keys(text)
+    else:  # clear() fires no input event
+        box.send_keys("x", "\b")
+
+
+def root_label(driver) -> str:
+    return driver.execute_script("return document.querySelector('#flame .f.root').textContent")
+
+
+def hover_tooltip(driver, node: str) -> list[str]:
+    """The tooltip's lines while the mouse is over flame-graph node ``node``."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    ActionChains(driver).move_to_element(driver.find_element(By.TAG_NAME, "h1")).perform()
+    wait_for(driver, "return document.getElementById('tooltip').hidden")
+    el = driver.find_element(By.CSS_SELECTOR, f'#flame .f[data-node="{node}"]')
+    ActionChains(driver).move_to_element(el).perform()
+    wait_for(driver, "return !document.getElementById('tooltip').hidden")
+    return driver.execute_script(
+        "return Array.from(document.getElementById('tooltip').children).map(function (d) {"
+        " return [d.className, d.textContent]; })"
+    )
+
+
+def test_browser_thread_groups(driver, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    open_report(driver, server_profile(), tmp_path / "server.html")
+    options = option_texts(driver)
+    # 304 threads, but one entry for all, then one per group, costliest first.
+    assert len(options) < 20
+    assert options == [
+        "All threads",
+        f"{REQUEST_GROUP} (300 threads) \u2014 63.8%",
+        f"MainThread (tid {POOL_MAIN}) \u2014 26.6%",
+        f"{POOL_GROUP} (3 threads) \u2014 9.57%",
+    ]
+    assert driver.execute_script("return document.getElementById('thread-select').value") == "0"
+    all_names = drawn_names(driver)
+    assert {"main", "event_loop", "process_request_thread", "do_GET", "_worker", "run_job"} <= all_names
+    assert "304 threads" in driver.find_element(By.ID, "view-info").text
+
+    # The search box filters the entries (any case); "All threads" stays.
+    type_into(driver, "thread-filter", "pool")
+    assert option_texts(driver) == ["All threads", f"{POOL_GROUP} (3 threads) \u2014 9.57%"]
+    type_into(driver, "thread-filter", "REQUEST")
+    assert option_texts(driver) == ["All threads", f"{REQUEST_GROUP} (300 threads) \u2014 63.8%"]
+    type_into(driver, "thread-filter", "no such thread")
+    assert option_texts(driver) == ["All threads"]
+    type_into(driver, "thread-filter", f"tid {POOL_MAIN}")
+    assert option_texts(driver) == ["All threads", f"MainThread (tid {POOL_MAIN}) \u2014 26.6%"]
+    # Enter shows the first match.
+    driver.find_element(By.ID, "thread-filter").send_keys(Keys.ENTER)
+    wait_for(driver, "return document.getElementById('thread-select').value === '2'")
+    assert drawn_names(driver) == {"main", "event_loop"}
+    type_into(driver, "thread-filter", "")
+    assert len(option_texts(driver)) == 4
+
+    # Choosing the costliest group draws only its threads' stacks, its
+    # label on the root and its total.
+    choose_view(driver, 1)
+    wait_for(driver, "return !document.querySelector('#flame .f[data-name=\"main\"]')")
+    assert drawn_names(driver) == {"process_request_thread", "do_GET"}
+    assert root_label(driver) == f"{REQUEST_GROUP} (300 threads)"
+    info = driver.find_element(By.ID, "view-info").text
+    assert "300 threads" in info and "6.00 s" in info and "63.8%" in info
+    assert frames_named(driver, "do_GET")[0]["share"] == pytest.approx(1.0, abs=0.01)
+    rows = table_rows(driver)
+    assert [r[0] for r in rows] == ["do_GET", "process_request_thread"]
+    assert pct(rows[0][3]) == pytest.approx(100.0)
+
+    # The filter keeps the entry being shown, whatever is typed.
+    type_into(driver, "thread-filter", "pool")
+    assert option_texts(driver) == ["All threads", f"{REQUEST_GROUP} (300 threads) \u2014 63.8%",
+                                    f"{POOL_GROUP} (3 threads) \u2014 9.57%"]
+    choose_view(driver, 2)
+    wait_for(driver, "return !!document.querySelector('#flame .f[data-name=\"run_job\"]')")
+    assert drawn_names(driver) == {"_worker", "run_job"}
+    choose_view(driver, 0)
+    wait_for(driver, "return !!document.querySelector('#flame .f[data-name=\"main\"]')")
+    assert drawn_names(driver) == all_names
+    assert severe_console(driver) == []
+
+
+def test_browser_threads_option(driver, tmp_path):
+    open_report(driver, server_profile(), tmp_path / "per-thread.html", threads="threads")
+    options = option_texts(driver)
+    assert len(options) == 305 and options[0] == "All threads"
+    assert options[1] == f"MainThread (tid {POOL_MAIN}) \u2014 26.6%"
+    assert options[2].startswith("ThreadPoolExecutor-0_0 (tid 9000)")
+    assert any(o.startswith("Thread-301 (process_request_thread) (tid 5299)") for o in options)
+
+    open_report(driver, server_profile(), tmp_path / "merged.html", threads="merged")
+    assert option_texts(driver) == ["All threads"]
+    assert driver.execute_script("return document.getElementById('thread-filter').offsetParent") is None
+    assert {"main", "do_GET", "run_job"} <= drawn_names(driver)
+    assert severe_console(driver) == []
+
+
+def test_browser_one_box_per_function(driver, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    open_report(driver, three_lines_profile(), tmp_path / "lines.html")
+    boxes = frames_named(driver, "dispatch")
+    assert len(boxes) == 1
+    assert boxes[0]["share"] == pytest.approx(1.0, abs=0.01)
+    assert len(frames_named(driver, "helper")) == 1
+    tip = hover_tooltip(driver, boxes[0]["node"])
+    assert ["tt-loc", "app.py: lines 28 (50%), 31 (30%), 40 (20%)"] in tip
+    assert ["tt-name", "dispatch"] in tip
+    # The table gives the function once, at its most frequent line, and the
+    # lines in the location's title.
+    rows = {r[0]: r for r in table_rows(driver)}
+    assert rows["dispatch"][1] == "app.py:28" and pct(rows["dispatch"][5]) == pytest.approx(100.0)
+    title = driver.execute_script(
+        "return document.querySelector('#func-table tr[data-name=\"dispatch\"] td.loc').title")
+    assert title == "app.py: lines 28 (50%), 31 (30%), 40 (20%)"
+
+    split = driver.find_element(By.ID, "split-lines")
+    split.click()
+    wait_for(driver, "return document.querySelectorAll('#flame .f[data-name=\"dispatch\"]').length === 3")
+    boxes = frames_named(driver, "dispatch")
+    assert [b["loc"] for b in boxes] == ["app.py:28", "app.py:31", "app.py:40"]
+    assert [round(b["share"], 2) for b in boxes] == [0.5, 0.3, 0.2]
+    assert len(frames_named(driver, "helper")) == 3
+    tip = hover_tooltip(driver, boxes[1]["node"])
+    assert ["tt-loc", "app.py:31"] in tip
+
+    # Zoomed into one line's box, merging again keeps the function in focus.
+    driver.find_element(By.CSS_SELECTOR, f'#flame .f[data-node="{boxes[1]["node"]}"]').click()
+    wait_for(driver, "return !document.getElementById('reset-zoom').disabled")
+    split.click()
+    wait_for(driver, "return document.querySelectorAll('#flame .f[data-name=\"dispatch\"]').length === 1")
+    assert frames_named(driver, "dispatch")[0]["share"] == pytest.approx(1.0, abs=0.01)
+    assert severe_console(driver) == []
+
+
+def test_browser_only_the_sorted_column_has_an_arrow(driver, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    open_report(driver, demo_profile(), tmp_path / "sort.html")
+    arrows = ("return Array.from(document.querySelectorAll('#func-table th')).filter(function (th) {"
+              " return getComputedStyle(th, '::after').content.indexOf('\\u25bc') >= 0 ||"
+              " getComputedStyle(th, '::after').content.indexOf('\\u25b2') >= 0; }).map(function (th) {"
+              " return th.textContent; })")
+    assert driver.execute_script(arrows) == ["Self %"]
+    driver.find_element(By.XPATH, "//th[text()='Self ms']").click()
+    assert driver.execute_script(arrows) == ["Self ms"]
+    assert table_rows(driver)[0][0] == "compute_scores"  # same key, same order
+    driver.find_element(By.XPATH, "//th[text()='Total ms']").click()
+    assert driver.execute_script(arrows) == ["Total ms"]
+    assert table_rows(driver)[0][0] == "main"
+
+
+def test_browser_markers_have_no_location(driver, tmp_path):
+    open_report(driver, gc_profile(), tmp_path / "gc.html")
+    for name in ("<gc>", "<no Python frame>"):
+        boxes = frames_named(driver, name)
+        assert boxes and boxes[0]["loc"] == ""
+        tip = hover_tooltip(driver, boxes[0]["node"])
+        assert ["tt-name", name] in tip
+        assert not [text for cls, text in tip if cls == "tt-loc"]
+        assert not any(":0" in text or text.endswith(" 0") for _, text in tip[:2])
+    rows = {r[0]: r for r in table_rows(driver)}
+    assert rows["<gc>"][1] == "" and rows["<no Python frame>"][1] == ""
+    # A <lambda> is real code: it keeps its file and line.
+    assert rows["<lambda>"][1] == "app.py:77"
+    assert frames_named(driver, "<lambda>")[0]["loc"] == "app.py:77"
     assert severe_console(driver) == []

@@ -16,7 +16,8 @@ PACKAGE = ROOT / "src" / "spprof"
 # Lowest first. A module not listed here fails the test: a new module gets
 # a layer when it is added.
 LAYERS: list[tuple[str, ...]] = [
-    ("spprof._errors", "spprof._native", "spprof._files", "spprof._record", "spprof._times"),
+    ("spprof._errors", "spprof._native", "spprof._files", "spprof._record", "spprof._times",
+     "spprof._groups", "spprof._coverage"),
     ("spprof.writers",),  # the registry and the writers: formats of a Profile
     ("spprof._naming", "spprof._model", "spprof._aggregate"),  # the data model
     ("spprof._limits", "spprof._state"),  # argument limits; process-wide state

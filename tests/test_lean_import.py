@@ -165,11 +165,10 @@ emit(out)
     )
     assert res["threading_before_start"] is False
     for session in res["sessions"]:
-        # Sampled from its first instruction: its 40 ms of CPU are all there.
-        assert 34 <= session["cpu_ms"] <= 46, session
-        # (the rest: threading's own code, and "<no Python frame>" before the
-        # thread's first Python frame)
-        assert session["burn_ms"] >= 34, session
+        # Sampled from its first instruction: its 40 ms of burn are all
+        # there (the thread's other CPU, threading's own code and the time
+        # before its first Python frame, grows on a loaded machine).
+        assert 34 <= session["burn_ms"] <= 46 and session["cpu_ms"] >= session["burn_ms"], session
         assert session["names"] == ["born-in-session"], session
     assert res["restored"] == {"_thread": True, "threading": True}
 

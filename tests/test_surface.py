@@ -34,6 +34,7 @@ class AggregatedProfile(object)
   method __init__(self, interval_ns: 'int', stacks: 'list[AggregatedStack]', thread_names: 'dict[int, str | None]' = <factory>) -> None
   property compression_ratio
   method for_thread(self, thread_id: 'int') -> 'AggregatedProfile'
+  method for_threads(self, thread_ids: 'Iterable[int]') -> 'AggregatedProfile'
   method function_stats(self) -> 'list[FunctionStats]'
   method merged(self) -> 'AggregatedProfile'
   property thread_ids
@@ -71,6 +72,7 @@ class Profile(object)
   property interval_ns
   method iter_compact(self) -> 'Iterator[tuple[int, int, int, int]]'
   classmethod joined(cls, parts: 'Sequence[Profile]') -> 'Profile'
+  property process_cpu_ms
   method render(self, format: 'str' = 'speedscope', **options: 'object') -> 'bytes'
   property sample_count
   property samples
@@ -281,6 +283,7 @@ PINNED_MESSAGES = {
     "profiler is active; call spprof.stop()",
     "spprof: cannot restart the service thread after fork(); samples are resolved only at "
     "stop() from now on (and dropped when the buffer is full)",
+    "spprof: {}",  # the command line's coverage lines
     "spprof: could not continue the program's profiling session: {}",
     "spprof: could not create a sampling timer for",
     "spprof: could not resume profiling the program: {}",

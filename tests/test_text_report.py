@@ -49,11 +49,14 @@ def render(profile: Profile, **options) -> str:
 
 
 def tables(report: str) -> dict[str, list[list[str]]]:
-    """{'self': rows, 'total': rows}; a row is [self%, total%, ms, samples,
-    function, location]."""
+    """{'self': rows, 'total': rows} of the whole program's tables (those
+    before the threads); a row is [self%, total%, ms, samples, function,
+    location]."""
     out: dict[str, list[list[str]]] = {}
     current = None
     for line in report.splitlines():
+        if line.startswith(("Threads: ", "== ")):
+            break
         m = re.match(r"Top \d+ of \d+ functions by (self|total) time", line)
         if m:
             current = out.setdefault(m.group(1), [])
@@ -64,7 +67,7 @@ def tables(report: str) -> dict[str, list[list[str]]]:
             current = None
             continue
         fixed = line.split(None, 4)
-        name, loc = re.split(r"\s{2,}", fixed[4].strip())
+        name, loc = (re.split(r"\s{2,}", fixed[4].strip()) + [""])[:2]
         current.append(fixed[:4] + [name, loc])
     return out
 
@@ -166,9 +169,12 @@ def test_empty_profile():
 
 def test_per_thread_sections():
     report = render(make_profile(), merge_threads=False)
-    assert "== MainThread (tid 101)" in report
-    assert "== worker-1 (tid 202)" in report
-    assert "(tid 303)" in report
+    # the whole program first, then the threads by CPU
+    assert report.index("(all threads)") < report.index("Threads: 3 threads, by CPU")
+    assert "== MainThread: tid 101, 250.0 ms CPU (50.0%) ==" in report
+    assert "== worker-1: tid 202, 175.0 ms CPU (35.0%) ==" in report
+    assert "== <unnamed>: tid 303, 75.0 ms CPU (15.0%) ==" in report
+    assert report.index("== MainThread") < report.index("== worker-1") < report.index("== <unnamed>")
     main_section = report.split("== MainThread")[1].split("== worker-1")[0]
     t = tables(main_section)
     # within MainThread: hot is all of the self time (weight 50 of 50)
@@ -193,3 +199,73 @@ def test_save_infers_text(tmp_path):
     path = make_profile().save(tmp_path / "report.txt")
     with open(path, encoding="utf-8") as fh:
         assert "functions by self time" in fh.read()
+
+
+def _server_profile(requests: int = 1000) -> Profile:
+    """A thread-per-request server: ``requests`` short threads named as
+    socketserver's, a main thread, a pool of 4 workers, a <gc> sample."""
+    serve = Frame("serve_forever", "/app/server.py", 20)
+    handle = Frame("handle", "/app/server.py", 40)
+    samples = []
+    for i in range(requests):
+        name = f"Thread-{i + 1} (process_request_thread)"
+        samples += [Sample(i, 10_000 + i, name, (handle, HOT10), 2),
+                    Sample(i, 10_000 + i, name, (handle, COLD), 1)]
+    for k in range(4):
+        samples += _samples(30, 500 + k, f"ThreadPoolExecutor-0_{k}", (MAIN, HELPER), 1)
+    samples += _samples(40, 1, "MainThread", (MAIN, serve), 1)
+    samples += [Sample(0, 1, "MainThread", (Frame("<gc>", "", 0),), 3)]
+    return Profile(START, END, 1, samples)
+
+
+def test_many_threads_are_grouped_and_the_report_fits_a_terminal():
+    report = render(_server_profile())
+    lines = report.splitlines()
+    assert len(lines) < 100, len(lines)
+    # the whole program's tables come first
+    assert lines[3].startswith("Top ") and "(all threads)" in lines[3]
+    start = lines.index("Threads: 1005 threads in 3 groups, by CPU")
+    rows = [re.split(r"\s{2,}", line.strip()) for line in lines[start + 2 : start + 5]]
+    assert [(r[-2], r[-1]) for r in rows] == [
+        ("1000", "Thread-* (process_request_thread)"),
+        ("4", "ThreadPoolExecutor-*_*"),
+        ("1", "MainThread"),
+    ]
+    assert "== Thread-* (process_request_thread): 1000 threads, 3.00 s CPU (94.8%) ==" in lines
+
+
+def test_thread_list_and_sections_are_capped():
+    samples = []
+    for i in range(40):  # 40 distinct names: 40 groups of one
+        samples += _samples(1 + i, 100 + i, f"worker {chr(65 + i % 26)}{chr(65 + i // 26)}", (MAIN, HOT10), 1)
+    report = render(Profile(START, END, 1, samples), threads="groups")
+    assert len(report.splitlines()) < 100
+    assert f"\u2026 and {40 - text_writer.TRACK_ROWS} more" in report
+    assert report.count("\n== ") == text_writer.TRACK_SECTIONS
+    # costliest first: the last-made thread has the most samples
+    assert "== worker NB: tid 139" in report
+
+
+def test_thread_views():
+    prof = _server_profile(20)
+    merged = render(prof, threads="merged")
+    assert "Threads:" not in merged and "== " not in merged and "(all threads)" not in merged
+    assert render(prof, merge_threads=True) == merged
+    each = render(prof, threads="threads")
+    assert "Threads: 25 threads, by CPU" in each and "Thread-* (" not in each
+    # main (43 ms), the 4 workers (30 ms each), then request threads (3 ms each)
+    assert each.index("== MainThread: tid 1,") < each.index("== ThreadPoolExecutor-0_0: tid 500,")
+    assert "Thread-1 (process_request_thread)" in each and "\u2026 and 15 more" in each
+    grouped = render(prof, threads="groups")
+    assert "Threads: 25 threads in 3 groups, by CPU" in grouped
+    # auto: up to 8 threads each on its own, more in groups
+    assert render(make_profile()).count("\n== ") == 3 and "groups" not in render(make_profile())
+    assert render(prof) == grouped
+    with pytest.raises(ValueError, match="auto, groups, threads, merged"):
+        render(prof, threads="each")
+
+
+def test_synthetic_frames_print_no_location():
+    rows = tables(render(_server_profile(5)))["self"]
+    gc = [r for r in rows if r[4] == "<gc>"]
+    assert gc and gc[0][5] == "", gc

@@ -1,6 +1,7 @@
 #include "service_thread.h"
 
 #include <Python.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -101,6 +102,9 @@ void* ServiceThread::main(void* arg) {
 
 void ServiceThread::loop() {
     prepare_thread_for_exceptions();
+    // Named in the kernel, so tools that list threads (top -H, py-spy, the
+    // coverage line's threads without Python) can tell it from the program's.
+    prctl(PR_SET_NAME, kServiceThreadName, 0, 0, 0);
     tid_.store(current_tid());
     // Before this thread first holds a thread state (next line): a timer
     // made for it by a scan would sample a thread that runs no Python code.

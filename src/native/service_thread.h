@@ -17,6 +17,9 @@
 
 namespace spprof {
 
+// The kernel name (comm) of the service thread.
+inline constexpr char kServiceThreadName[] = "spprof-service";
+
 class ThreadRegistry;
 
 class ServiceThread {

@@ -187,7 +187,7 @@ void Session::service_tick_unsafe(bool force_names) {
     run_.health.check_descriptors(registry_, warn_fn);
     registry_.sync_with_interpreter(PyThreadState_GetInterpreter(PyThreadState_Get()));
     gc_.keep();
-    thread_names_.refresh(registry_.counters().timers_created, force_names);
+    thread_names_.refresh(registry_, force_names);
     run_.resolved_samples += resolver_.drain(buffer_, codes_, aggregator_,
                                              resolver_budget(run_.options.memory_limit_bytes, memory_use()),
                                              &run_.health.samples_by_thread());

@@ -82,6 +82,10 @@ public:
     int unregister_current_thread();  // 1 was registered, 0 was not
     int current_thread_registered();
     void current_thread_exiting();
+    // The thread-start hook, in the new thread before its function runs.
+    void name_starting_thread(PyObject* function) {
+        if (active_) thread_names_.note_starting(current_tid(), function);
+    }
 
     // Fork: the service thread is not running while the process forks
     // (os.fork() hooks in the parent, GIL held). The child inherits our

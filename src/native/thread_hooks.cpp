@@ -25,6 +25,7 @@ PyObject* run_target(PyObject* function, PyObject* args, PyObject* kwargs) {
     prepare_thread_for_exceptions();
     try {
         Session::instance().register_current_thread();
+        Session::instance().name_starting_thread(function);
     } catch (const std::exception&) {
         // Out of memory: the thread runs unsampled rather than not at all.
     }

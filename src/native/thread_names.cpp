@@ -1,5 +1,12 @@
 #include "thread_names.h"
 
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
 #include "os_clock.h"
 
 namespace spprof {
@@ -12,6 +19,24 @@ constexpr int64_t kRefreshNs = 500'000'000;
 // only through the generic attribute lookup, and only if the class does not
 // define it as a descriptor (a property would run code). New reference or
 // nullptr (never an exception left set).
+// The kernel's name of a thread of this process ("" if it has ended).
+std::string kernel_thread_name(pid_t tid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/comm", static_cast<int>(tid));
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return {};
+    char buf[64];
+    ssize_t n;
+    do {
+        n = ::read(fd, buf, sizeof buf);
+    } while (n < 0 && errno == EINTR);
+    ::close(fd);
+    if (n <= 0) return {};
+    std::string name(buf, static_cast<size_t>(n));
+    while (!name.empty() && (name.back() == '\n' || name.back() == '\0')) name.pop_back();
+    return name;
+}
+
 PyObject* plain_attribute(PyObject* obj, PyObject* name) {
     PyTypeObject* type = Py_TYPE(obj);
     if (type->tp_getattro != PyObject_GenericGetAttr) return nullptr;
@@ -42,14 +67,44 @@ bool ThreadNames::intern() {
 
 void ThreadNames::clear() {
     names_.clear();
+    asked_kernel_.clear();
     seen_created_ = ~uint64_t{0};
     updated_ns_ = 0;
 }
 
-void ThreadNames::refresh(uint64_t timers_created, bool force) {
+void ThreadNames::refresh(ThreadRegistry& registry, bool force) {
+    const uint64_t timers_created = registry.counters().timers_created;
     if (force || timers_created != seen_created_ || monotonic_now_ns() - updated_ns_ > kRefreshNs) {
         seen_created_ = timers_created;
         update();
+        for (pid_t tid : registry.thread_ids()) {
+            if (names_.count(tid) != 0 || !asked_kernel_.insert(tid).second) continue;
+            std::string comm = kernel_thread_name(tid);
+            if (!comm.empty()) names_.emplace(tid, std::move(comm));
+        }
+    }
+}
+
+void ThreadNames::note_starting(pid_t tid, PyObject* function) {
+    if (name_ == nullptr) return;
+    PyObject* name_obj = PyMethod_Check(function) ? plain_attribute(PyMethod_GET_SELF(function), name_) : nullptr;
+    bool named = false;
+    if (name_obj != nullptr && PyUnicode_Check(name_obj)) {
+        Py_ssize_t n = 0;
+        const char* name = PyUnicode_AsUTF8AndSize(name_obj, &n);
+        if (name != nullptr) {
+            names_[tid].assign(name, static_cast<size_t>(n));
+            named = true;
+        }
+    }
+    if (PyErr_Occurred()) PyErr_Clear();  // our own conversion's error
+    Py_XDECREF(name_obj);
+    if (!named && names_.count(tid) == 0) {
+        // No threading.Thread (a bare _thread start): the kernel's name of
+        // this thread, which is the one starting.
+        char comm[17] = {};
+        if (prctl(PR_GET_NAME, comm, 0, 0, 0) == 0 && comm[0] != '\0') names_.emplace(tid, comm);
+        asked_kernel_.insert(tid);
     }
 }
 

@@ -12,6 +12,10 @@
 #include <cstdint>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "thread_registry.h"
 
 namespace spprof {
 
@@ -25,8 +29,15 @@ public:
     // Read the names now.
     void update();
     // Read them when new timers were created since the last read (new
-    // threads), when `force`, or at least every refresh period.
-    void refresh(uint64_t timers_created, bool force);
+    // threads), when `force`, or at least every refresh period; then name
+    // the registry's threads that threading does not know from the kernel
+    // (/proc/self/task/<tid>/comm), once each.
+    void refresh(ThreadRegistry& registry, bool force);
+    // A thread starting through spprof's thread-start hook: `function` is
+    // what it runs; a bound method of an object with a plain string `_name`
+    // (threading.Thread._bootstrap) names the thread `tid` from its first
+    // sample, even if it ends before the next read of threading's table.
+    void note_starting(pid_t tid, PyObject* function);
 
     const std::unordered_map<pid_t, std::string>& names() const { return names_; }
     size_t size() const { return names_.size(); }
@@ -37,6 +48,7 @@ private:
     PyObject* native_id_ = nullptr;
     PyObject* name_ = nullptr;
     std::unordered_map<pid_t, std::string> names_;
+    std::unordered_set<pid_t> asked_kernel_;  // tids whose comm was read (or could not be)
     uint64_t seen_created_ = ~uint64_t{0};
     int64_t updated_ns_ = 0;
 };

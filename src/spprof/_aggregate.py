@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ._model import Stack
 
 __all__ = ["AggregatedProfile", "AggregatedStack", "FunctionStats"]
@@ -81,6 +83,15 @@ class AggregatedProfile:
             self.interval_ns,
             [s for s in self.stacks if s.thread_id == thread_id],
             {thread_id: self.thread_names.get(thread_id)},
+        )
+
+    def for_threads(self, thread_ids: Iterable[int]) -> AggregatedProfile:
+        """Only the stacks of ``thread_ids`` (still one entry per thread)."""
+        wanted = set(thread_ids)
+        return AggregatedProfile(
+            self.interval_ns,
+            [s for s in self.stacks if s.thread_id in wanted],
+            {t: n for t, n in self.thread_names.items() if t in wanted},
         )
 
     def merged(self) -> AggregatedProfile:

@@ -121,6 +121,8 @@ class Profile:
         "python_version",
         "platform",
         "stats",
+        "threads_without_samples",
+        "children_cpu_ms",
         "_stacks",
         "_ts",
         "_tid",
@@ -185,6 +187,11 @@ class Profile:
         self.python_version = python_version
         self.platform = platform
         self.stats: object | None = None
+        # What the samples do not cover (set by the sampler; see _coverage):
+        # (tid, kernel name, CPU ms) of threads that used CPU but ran no
+        # Python, and the CPU of child processes that ended meanwhile.
+        self.threads_without_samples: tuple[tuple[int, str, float], ...] = ()
+        self.children_cpu_ms: float | None = None
         self._aggregate: AggregatedProfile | None = None
         self._total_weight: int | None = None
 
@@ -250,6 +257,13 @@ class Profile:
     @property
     def interval_ns(self) -> int:
         return int(round(self.interval_ms * 1_000_000))
+
+    @property
+    def process_cpu_ms(self) -> float | None:
+        """CPU time of the whole process during the session, from the kernel
+        (None for a profile built by hand): compare with ``total_cpu_ms``."""
+        value = getattr(self.stats, "process_cpu_ms", None)
+        return float(value) if value is not None else None
 
     @property
     def total_cpu_ms(self) -> float:
@@ -392,7 +406,7 @@ class Profile:
         interval_ms: float = unit / 1_000_000
         if interval_ms.is_integer():
             interval_ms = int(interval_ms)
-        return cls.from_columns(
+        joined = cls.from_columns(
             start_time=earliest([p._start_time for p in parts]),
             end_time=latest([p._end_time for p in parts]),
             interval_ms=interval_ms,
@@ -406,6 +420,18 @@ class Profile:
             python_version=parts[0].python_version,
             platform=parts[0].platform,
         )
+        others: dict[int, list] = {}
+        for p in parts:
+            for t, name, ms in p.threads_without_samples:
+                acc = others.setdefault(t, [t, name, 0.0])
+                acc[2] += ms
+        sampled = set(tid)
+        joined.threads_without_samples = tuple(
+            sorted((tuple(v) for t, v in others.items() if t not in sampled), key=lambda v: (-v[2], v[0]))
+        )
+        children = [p.children_cpu_ms for p in parts if p.children_cpu_ms is not None]
+        joined.children_cpu_ms = sum(children) if children else None
+        return joined
 
     def _with_stacks(self, change: Callable[[Stack], Stack]) -> Profile:
         """The same samples with every stack replaced by ``change(stack)``
@@ -435,6 +461,8 @@ class Profile:
             platform=self.platform,
         )
         out.stats = self.stats
+        out.threads_without_samples = self.threads_without_samples
+        out.children_cpu_ms = self.children_cpu_ms
         return out
 
     def __repr__(self) -> str:

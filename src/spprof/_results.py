@@ -15,6 +15,7 @@ import sys
 from array import array
 
 from ._model import Frame, Profile
+from ._coverage import snapshot, threads_without_samples
 from ._naming import name_module_code
 from ._record import frozen_record
 from ._times import EpochTime
@@ -196,9 +197,16 @@ def _column(raw: dict[str, Any], key: str) -> array:
     return col
 
 
-def profile_from_native(raw: dict[str, Any], *, interval_ms: int, start_wall_ns: int) -> Profile:
+def profile_from_native(
+    raw: dict[str, Any],
+    *,
+    interval_ms: int,
+    start_wall_ns: int,
+    tasks_at_start: tuple[dict[int, tuple[str, int]], int] | None = None,
+) -> Profile:
     """The Profile of a native result. ``start_wall_ns`` is the wall-clock
-    time (time.time_ns()) taken just before the native session started."""
+    time (time.time_ns()) taken just before the native session started;
+    ``tasks_at_start`` the process's threads then (``_coverage.snapshot()``)."""
     strings: list[str] = raw["strings"]
     fcols = _column(raw, "frames")
     # Module-level code is named after its module while sys.path is still
@@ -258,6 +266,10 @@ def profile_from_native(raw: dict[str, Any], *, interval_ms: int, start_wall_ns:
         platform=_platform_string(),
     )
     prof.stats = ProfilerStats.from_native({k: v for k, v in raw.items() if k not in _COLUMNS})
+    if tasks_at_start is not None:
+        tasks, children = snapshot()
+        prof.threads_without_samples = threads_without_samples(tasks_at_start[0], tasks, set(prof._tid))
+        prof.children_cpu_ms = max(0, children - tasks_at_start[1]) / 1e6
     return prof
 
 

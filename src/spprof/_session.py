@@ -18,7 +18,7 @@ import warnings
 # _results (the model, dataclasses) is imported with spprof, not at the
 # first start(): an import there can meet an exhausted address space (the
 # program's own), where CPython 3.13.0 was seen to crash unmarshalling it.
-from . import _hooks, _results, _signals, _state, _threads
+from . import _coverage, _hooks, _results, _signals, _state, _threads
 from ._errors import ProfilerWarning
 from ._state import SessionInfo
 
@@ -43,6 +43,10 @@ def _open(params: dict[str, Any]) -> SessionInfo:
     was_active = native.is_active()
     try:
         info = SessionInfo(params["interval_ms"], params.get("output_path"), params["memory_limit_mb"])
+        try:
+            info.tasks_at_start = _coverage.snapshot()
+        except MemoryError:
+            pass  # the profile will not name the threads it does not cover
         native.start(
             interval_ns=info.interval_ms * 1_000_000,
             memory_limit_bytes=int(info.memory_limit_mb * 1024 * 1024),
@@ -127,7 +131,10 @@ def _close_or_keep(info: SessionInfo, raw: Any) -> Profile:
                 _session_gone()
     try:
         prof = _results.profile_from_native(
-            raw, interval_ms=info.interval_ms, start_wall_ns=info.start_wall_ns
+            raw,
+            interval_ms=info.interval_ms,
+            start_wall_ns=info.start_wall_ns,
+            tasks_at_start=info.tasks_at_start,
         )
         if info.earlier:
             prof = _results.joined([*info.earlier, prof])

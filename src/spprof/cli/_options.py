@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 
+from .._groups import GROUP_ABOVE
 from .._limits import (
     IS_DIRECTORY,
     MAX_MEMORY_LIMIT_MB,
@@ -76,9 +77,32 @@ RUN_OPTIONS: tuple[_Option, ...] = (
         ("--threads",),
         False,
         dict(
-            action=argparse.BooleanOptionalAction,
-            default=True,
-            help="one track per thread (default), or --no-threads to merge all threads",
+            dest="thread_view",
+            action="store_const",
+            const="threads",
+            help="show each thread on its own (by default reports show each thread up to "
+            f"{GROUP_ABOVE} threads, and above that groups of threads whose names differ "
+            "only by numbers)",
+        ),
+    ),
+    _Option(
+        ("--thread-groups",),
+        False,
+        dict(
+            dest="thread_view",
+            action="store_const",
+            const="groups",
+            help="show groups of threads whose names differ only by numbers",
+        ),
+    ),
+    _Option(
+        ("--no-threads",),
+        False,
+        dict(
+            dest="thread_view",
+            action="store_const",
+            const="merged",
+            help="merge all threads into one",
         ),
     ),
     _Option(("-q", "--quiet"), False, dict(action="store_true", help="print no summary")),
@@ -130,6 +154,7 @@ class RunConfig:
     format: str
     output: str  # STDOUT for standard output
     merge_threads: bool
+    threads: str  # one of _groups.THREAD_VIEWS
     quiet: bool
 
 
@@ -283,7 +308,8 @@ def validate_run(ns: argparse.Namespace, target_args: list[str]) -> RunConfig:
         memory_limit_mb=memory_limit,
         format=fmt,
         output=output,
-        merge_threads=not ns.threads,
+        merge_threads=ns.thread_view == "merged",
+        threads=ns.thread_view or "auto",
         quiet=ns.quiet,
     )
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from .. import _session
+from .._coverage import coverage_lines
 from .._model import Profile, Stack
 from ..writers import get_writer
 from ._options import (
@@ -371,7 +372,7 @@ def _without_runner_frames(profile: Profile, runner: frozenset[str]) -> Profile:
 
 def _write(profile: Profile, config: RunConfig, code: int) -> int:
     _flush(sys.stdout)
-    options = {"merge_threads": config.merge_threads}
+    options = {"merge_threads": config.merge_threads, "threads": config.threads}
     if config.output == STDOUT:
         data = profile.render(config.format, **options)
         out = sys.stdout
@@ -422,7 +423,9 @@ def _write_fallback(profile: Profile, config: RunConfig, code: int, error: OSErr
             suffix=get_writer(config.format).extension,
         )
         os.close(fd)
-        profile.save(fallback, format=config.format, merge_threads=config.merge_threads)
+        profile.save(
+            fallback, format=config.format, merge_threads=config.merge_threads, threads=config.threads
+        )
     except OSError as exc2:
         _error(
             f"could not write the profile to {where} ({reason}) nor to "
@@ -445,13 +448,15 @@ def format_summary(profile: Profile, where: str) -> str:
     stats = profile.stats
     overruns = getattr(stats, "timer_overruns", 0)
     threads = len(profile.thread_ids)
-    return (
+    first = (
         f"spprof: {profile.total_duration_ms / 1000:.2f} s, "
         f"{profile.sample_count:,} sample{'s' if profile.sample_count != 1 else ''} "
         f"({profile.effective_rate_hz:.1f} Hz), "
         f"{profile.dropped_count:,} dropped, {overruns:,} overrun{'s' if overruns != 1 else ''}, "
         f"{threads} thread{'s' if threads != 1 else ''} -> {where}"
     )
+    # The coverage first: the line naming the output stays the last one.
+    return "\n".join([f"spprof: {line}" for line in coverage_lines(profile)] + [first])
 
 
 def _error(message: str) -> None:

@@ -20,9 +20,16 @@ stacks), never from individual samples:
 * ``threads[i].leaves``: flat ``[node_delta, weight, weight - count, ...]``
   for the nodes where that thread's stacks end, in node order, node indices
   delta-encoded (weight minus count is 0 unless the timer overran).
+* ``tracks``: the thread selector's entries after "All threads", costliest
+  first (``spprof._groups.thread_tracks``): ``{"name", "threads": [indices
+  into threads], "weight"}``; one per thread or per group of like-named
+  threads, as the ``threads`` option says.
 
-Per-thread trees, the merged ("all threads") tree and the function table are
-computed in the page from these, so nothing is embedded twice.
+Per-thread and per-group trees, the merged ("all threads") tree, the boxes
+of one function called from several lines folded into one, and the function
+table are computed in the page from these, so nothing is embedded twice.
+The page's script is html_page/tree.js (the model) followed by page.js (the
+drawing), in one ``<script>`` element.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ import html
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .._coverage import coverage_lines
+from .._groups import check_view, thread_tracks
 
 if TYPE_CHECKING:
     from .._model import Profile
@@ -45,8 +55,10 @@ CSP = (
 NO_FRAMES_LABEL = "<no Python frames>"
 
 
-def build_data(profile: Profile) -> dict:
-    """The JSON document the page reads (see the module docstring)."""
+def build_data(profile: Profile, threads: str = "auto") -> dict:
+    """The JSON document the page reads (see the module docstring);
+    ``threads`` is one of ``spprof._groups.THREAD_VIEWS``."""
+    check_view(threads)
     agg = profile.aggregate()
     strings: list[str] = []
     string_index: dict[str, int] = {}
@@ -120,7 +132,7 @@ def build_data(profile: Profile) -> dict:
         t[1] += s.weight
 
     names = agg.thread_names
-    threads = []
+    thread_list = []
     for tid in sorted(leaves):
         flat: list[int] = []
         prev = 0
@@ -128,19 +140,26 @@ def build_data(profile: Profile) -> dict:
             flat.extend((node - prev, weight, weight - count))
             prev = node
         count, weight = totals[tid]
-        threads.append(
+        thread_list.append(
             {"tid": tid, "name": names.get(tid), "samples": count, "weight": weight,
              "leaves": flat}
         )
+    position = {th["tid"]: i for i, th in enumerate(thread_list)}
+    tracks = [
+        {"name": g.name, "threads": [position[t] for t in g.thread_ids], "weight": g.weight}
+        for g in thread_tracks(agg, threads)
+    ]
     return {
         "version": 1,
         "interval_ms": profile.interval_ms,
-        "total_samples": sum(t["samples"] for t in threads),
-        "total_weight": sum(t["weight"] for t in threads),
+        "total_samples": sum(t["samples"] for t in thread_list),
+        "total_weight": sum(t["weight"] for t in thread_list),
         "strings": strings,
         "frames": frames,
         "trie": trie,
-        "threads": threads,
+        "threads": thread_list,
+        "thread_view": threads,
+        "tracks": tracks,
     }
 
 
@@ -216,27 +235,33 @@ def header_facts(profile: Profile, data: dict) -> list[tuple[str, str]]:
         facts.append(("Started", profile.start_time.isoformat(timespec="seconds")))
     except (AttributeError, TypeError, ValueError):
         pass
+    # "profiled 2.29 s of 4.66 s process CPU (49%)" and what the rest is
+    for i, line in enumerate(coverage_lines(profile)):
+        facts.append(("Coverage" if i == 0 else "", line))
     return facts
 
 
-# The page around the data: html_page/page.html with page.css and page.js
-# put in, package data files read once.
+# The page around the data: html_page/page.html with page.css and the
+# scripts put in, package data files read once.
 PAGE_DIR = Path(__file__).resolve().parent / "html_page"
+# The script is the model (tree.js, which defines ``spprofModel``) and the
+# drawing (page.js, which calls it), in that order in one element.
+SCRIPTS = ("tree.js", "page.js")
 _parts: tuple[str, str, str] | None = None
 
 
 def _page_parts() -> tuple[str, str, str]:
     global _parts
     if _parts is None:
-        _parts = tuple(  # type: ignore[assignment]
-            (PAGE_DIR / name).read_text(encoding="utf-8") for name in ("page.html", "page.css", "page.js")
-        )
-    assert _parts is not None
+        def read(name: str) -> str:
+            return (PAGE_DIR / name).read_text(encoding="utf-8")
+
+        _parts = (read("page.html"), read("page.css"), "\n".join(read(n) for n in SCRIPTS))
     return _parts
 
 
-def render_html(profile: Profile) -> str:
-    data = build_data(profile)
+def render_html(profile: Profile, threads: str = "auto") -> str:
+    data = build_data(profile, threads)
     facts = header_facts(profile, data)
     facts_html = "".join(
         f'<div class="fact"><dt>{html.escape(k)}</dt><dd data-fact="{html.escape(k)}">'
@@ -265,8 +290,23 @@ class HtmlWriter:
     name = "html"
     extension = ".html"
 
-    def render(self, profile: Profile, **_: object) -> bytes:
-        return render_html(profile).encode("utf-8", "replace")
+    def render(
+        self,
+        profile: Profile,
+        *,
+        threads: str | None = None,
+        merge_threads: bool = True,
+        **_: object,
+    ) -> bytes:
+        """The page. ``threads`` (one of ``spprof._groups.THREAD_VIEWS``,
+        ``"auto"`` by default) decides the thread selector's entries after
+        "All threads": one per thread, one per group of like-named threads,
+        or none (``"merged"``). ``merge_threads`` is accepted, as every
+        writer takes it, and changes nothing: the page always opens on all
+        threads merged and offers the tracks ``threads`` gives."""
+        del merge_threads
+        view = "auto" if threads is None else threads
+        return render_html(profile, view).encode("utf-8", "replace")
 
 
 WRITER = HtmlWriter()

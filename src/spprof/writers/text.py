@@ -1,7 +1,11 @@
 """A plain-text report for the terminal: the hottest functions at a glance.
 
-Two tables: functions by self time (where the CPU was actually spent) and by
-total time (what was on the stack). Percentages are of sampled CPU time, i.e.
+First the whole program: a coverage line (how much of the process's CPU the
+samples account for), then two tables, functions by self time (where the
+CPU was actually spent) and by total time (what was on the stack). Then,
+when more than one thread ran, the threads or thread groups (see
+``spprof._groups``) by CPU, capped, with the top functions of the costliest
+few: the report fits a terminal whatever the number of threads. Percentages are of sampled CPU time, i.e.
 sample weights, so a sample that stands for several timer intervals counts
 that many times. Every line fits in ``width`` columns: long function names
 and paths are cut from the left, because the end (method name, file name and
@@ -11,6 +15,9 @@ line) is the part that identifies them.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from .._coverage import coverage_lines
+from .._groups import check_view, thread_tracks
 
 if TYPE_CHECKING:
     from .._aggregate import AggregatedProfile, FunctionStats
@@ -26,6 +33,11 @@ MIN_NAME = 10
 _FIXED = "{:>6} {:>6} {:>10} {:>8}  "
 _FIXED_WIDTH = len(_FIXED.format("", "", "", ""))
 _GAP = 2
+
+# Thread tracks listed, tracks given their own table, rows in those tables.
+TRACK_ROWS = 10
+TRACK_SECTIONS = 3
+TRACK_TABLE_ROWS = 5
 
 
 def _clean(s: str) -> str:
@@ -98,7 +110,8 @@ def _header(profile: Profile, agg: AggregatedProfile) -> list[str]:
 
 
 def _location(f: FunctionStats) -> str:
-    return _clean(f"{f.filename}:{f.lineno}") if f.filename else str(f.lineno)
+    # Synthetic frames (<gc>, <no Python frame>) have no file: no location.
+    return _clean(f"{f.filename}:{f.lineno}") if f.filename else ""
 
 
 def _table(
@@ -143,63 +156,108 @@ def _table(
     return out
 
 
-def _section(agg: AggregatedProfile, interval_ms: float, limit: int, width: int) -> list[str]:
+def _section(
+    agg: AggregatedProfile,
+    interval_ms: float,
+    limit: int,
+    width: int,
+    *,
+    scope: str = "",
+    by_total: bool = True,
+) -> list[str]:
     stats = agg.function_stats()
     total = agg.total_weight
     if not stats or total <= 0:
         return ["no samples"]
     # Functions never seen as the leaf have no self time to rank.
     top_self = [f for f in stats if f.self_weight > 0][:limit]
-    by_total = sorted(stats, key=lambda f: (-f.total_weight, -f.self_weight, f.function_name))
-    top_total = by_total[:limit]
     n = len(stats)
     out = _table(
-        f"Top {len(top_self)} of {n} functions by self time",
+        f"Top {len(top_self)} of {n} functions by self time{scope}",
         top_self,
         total,
         interval_ms,
         width,
         by_total=False,
     )
-    out.append("")
-    out += _table(
-        f"Top {len(top_total)} of {n} functions by total time",
-        top_total,
-        total,
-        interval_ms,
-        width,
-        by_total=True,
-    )
+    if by_total:
+        top_total = sorted(stats, key=lambda f: (-f.total_weight, -f.self_weight, f.function_name))
+        top_total = top_total[:limit]
+        out.append("")
+        out += _table(
+            f"Top {len(top_total)} of {n} functions by total time{scope}",
+            top_total,
+            total,
+            interval_ms,
+            width,
+            by_total=True,
+        )
+    return out
+
+
+def _tracks(agg: AggregatedProfile, interval_ms: float, limit: int, width: int, threads: str) -> list[str]:
+    """The threads or groups by CPU (capped), then the top functions of
+    the costliest few."""
+    tracks = thread_tracks(agg, threads)
+    n_threads = len(agg.thread_ids)
+    if len(tracks) < 2:
+        return []
+    whole = agg.total_weight
+    grouped = any(len(t.thread_ids) > 1 for t in tracks)
+    kind = f"{n_threads} threads in {len(tracks)} groups" if grouped else f"{n_threads} threads"
+    out = ["", f"Threads: {kind}, by CPU", f"{'CPU':>10} {'share':>6} {'threads':>8}  name"]
+    for t in tracks[:TRACK_ROWS]:
+        out.append(
+            f"{_duration(t.weight * interval_ms):>10} {_pct(t.weight, whole)} "
+            f"{len(t.thread_ids):>8}  {_clean(t.name)}"
+        )
+    rest = tracks[TRACK_ROWS:]
+    if rest:
+        w = sum(t.weight for t in rest)
+        out.append(
+            f"{ELLIPSIS} and {len(rest)} more ({_duration(w * interval_ms)} CPU, "
+            f"{_pct(w, whole).strip()}): the HTML report lists them all"
+        )
+    for t in tracks[:TRACK_SECTIONS]:
+        sub = agg.for_threads(t.thread_ids)
+        count = len(t.thread_ids)
+        who = f"{count} threads" if count > 1 else f"tid {t.thread_ids[0]}"
+        out += [
+            "",
+            f"== {_clean(t.name)}: {who}, {_duration(t.weight * interval_ms)} CPU "
+            f"({_pct(t.weight, whole).strip()}) ==",
+        ]
+        out += _section(sub.merged(), interval_ms, min(limit, TRACK_TABLE_ROWS), width, by_total=False)
     return out
 
 
 def render_text(
-    profile: Profile, *, limit: int = 20, merge_threads: bool = True, width: int = 80
+    profile: Profile,
+    *,
+    limit: int = 20,
+    merge_threads: bool | None = None,
+    threads: str | None = None,
+    width: int = 80,
 ) -> str:
+    """The report. ``threads`` (one of ``spprof._groups.THREAD_VIEWS``,
+    default ``"auto"``) says how threads are shown after the whole
+    program's tables; ``merge_threads=True`` alone means ``"merged"``."""
+    if threads is None:
+        threads = "merged" if merge_threads else "auto"
+    check_view(threads)
     width = max(int(width), MIN_WIDTH)
     limit = max(int(limit), 1)
     agg = profile.aggregate()
     lines = _header(profile, agg)
+    lines += coverage_lines(profile)
     lines.append("")
     if agg.total_samples == 0:
         lines.append("no samples")
-    elif merge_threads:
-        lines += _section(agg.merged(), profile.interval_ms, limit, width)
     else:
-        whole = agg.total_weight
-        for tid in agg.thread_ids:
-            sub = agg.for_thread(tid)
-            name = _clean(agg.thread_names.get(tid) or "thread")
-            w = sub.total_weight
-            lines.append(
-                f"== {name} (tid {tid}): {sub.total_samples} samples, "
-                f"{_duration(w * profile.interval_ms)} CPU, "
-                f"{_pct(w, whole).strip()} of all =="
-            )
-            lines += _section(sub, profile.interval_ms, limit, width)
-            lines.append("")
-        if lines[-1] == "":
-            lines.pop()
+        tracks = [] if threads == "merged" else _tracks(agg, profile.interval_ms, limit, width, threads)
+        scope = " (all threads)" if tracks else ""
+        lines += _section(agg.merged(), profile.interval_ms, limit, width, scope=scope)
+        lines += tracks
     # Header lines carry free-form numbers and thread names; clamp them too.
     return "\n".join(cut_right(line, width) for line in lines) + "\n"
 
@@ -217,13 +275,14 @@ class TextWriter:
         profile: Profile,
         *,
         limit: int = 20,
-        merge_threads: bool = True,
+        merge_threads: bool | None = None,
+        threads: str | None = None,
         width: int = 80,
         **_: object,
     ) -> bytes:
-        return render_text(profile, limit=limit, merge_threads=merge_threads, width=width).encode(
-            "utf-8"
-        )
+        return render_text(
+            profile, limit=limit, merge_threads=merge_threads, threads=threads, width=width
+        ).encode("utf-8")
 
 
 WRITER = TextWriter()

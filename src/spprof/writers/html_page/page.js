@@ -2,7 +2,9 @@
 (function () {
   "use strict";
   var D = JSON.parse(document.getElementById("spprof-data").textContent);
-  var S = D.strings, F = D.frames, NF = F.length / 4;
+  var M = spprofModel(D);
+  var fName = M.fName, fFile = M.fFile, fNative = M.fNative;
+  var fmtMs = M.fmtMs, fmtPct = M.fmtPct, fmtInt = M.fmtInt;
   var INTERVAL_MS = D.interval_ms;
   var ROW = 18;
   // Frames narrower than this are skipped with their subtrees: they cannot be
@@ -14,6 +16,9 @@
   var flame = document.getElementById("flame");
   var emptyBox = document.getElementById("empty");
   var select = document.getElementById("thread-select");
+  var threadFilter = document.getElementById("thread-filter");
+  var viewInfo = document.getElementById("view-info");
+  var splitBox = document.getElementById("split-lines");
   var search = document.getElementById("search");
   var matchInfo = document.getElementById("match-info");
   var resetBtn = document.getElementById("reset-zoom");
@@ -22,90 +27,13 @@
   var tbody = document.querySelector("#func-table tbody");
   var moreInfo = document.getElementById("func-more");
 
-  function fName(f) { return f < 0 ? "all" : S[F[4 * f]]; }
-  function fFile(f) { return S[F[4 * f + 1]]; }
-  function fLine(f) { return F[4 * f + 2]; }
-  function fNative(f) { return F[4 * f + 3] === 1; }
-  function fLoc(f) { var file = fFile(f); return file ? file + ":" + fLine(f) : ""; }
-
-  function fmtMs(ms) {
-    if (ms >= 10000) { var tenths = Math.round(ms / 100); return fmtInt(Math.floor(tenths / 10)) + "." + tenths % 10 + " s"; }
-    if (ms >= 1000) return (ms / 1000).toFixed(2) + " s";
-    if (ms >= 10) return ms.toFixed(0) + " ms";
-    return ms.toFixed(1) + " ms";
-  }
-  function fmtPct(x) { return (x >= 10 ? x.toFixed(1) : x.toFixed(2)) + "%"; }
-  function fmtInt(n) { return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ","); }
-
-  // ---- call trees -------------------------------------------------------
-
-  // The shared trie: parent and frame of every node (see build_data).
-  var TRIE = (function () {
-    var enc = D.trie, parent = [-1], frame = [-1];
-    for (var i = 0; i < enc.length; i++) {
-      var n = parent.length, v = enc[i];
-      if (v < 0) { parent.push(n + v); frame.push(enc[++i]); }
-      else { parent.push(n - 1); frame.push(v); }
-    }
-    return { size: parent.length, parent: Int32Array.from(parent), frame: Int32Array.from(frame) };
-  })();
-
-  // A view's tree is the shared trie with the chosen threads' weights.
-  function viewTree(threads) {
-    var n = TRIE.size, selfW = new Float64Array(n), selfC = new Float64Array(n);
-    threads.forEach(function (th) {
-      var lv = th.leaves, node = 0;
-      for (var j = 0; j < lv.length; j += 3) { node += lv[j]; selfW[node] += lv[j + 1]; selfC[node] += lv[j + 1] - lv[j + 2]; }
-    });
-    return finish({ size: n, parent: TRIE.parent, frame: TRIE.frame, selfW: selfW, selfC: selfC });
-  }
-
-  // Totals, depths, children (heaviest first) and x offsets, relying on
-  // parents having smaller indices than their children.
-  function finish(t) {
-    var n = t.size, i, p;
-    t.totalW = Float64Array.from(t.selfW); t.totalC = Float64Array.from(t.selfC);
-    for (i = n - 1; i > 0; i--) { p = t.parent[i]; t.totalW[p] += t.totalW[i]; t.totalC[p] += t.totalC[i]; }
-    t.depth = new Int32Array(n);
-    var nkids = new Int32Array(n + 1);
-    for (i = 1; i < n; i++) { t.depth[i] = t.depth[t.parent[i]] + 1; nkids[t.parent[i] + 1]++; }
-    for (i = 0; i < n; i++) nkids[i + 1] += nkids[i];
-    t.kidStart = nkids;
-    t.kids = new Int32Array(Math.max(n - 1, 0));
-    var fill = nkids.slice(0, n);
-    for (i = 1; i < n; i++) t.kids[fill[t.parent[i]]++] = i;
-    var tw = t.totalW;
-    for (p = 0; p < n; p++) {
-      var a = nkids[p], z = nkids[p + 1];
-      if (z - a > 1) {
-        var seg = Array.prototype.slice.call(t.kids, a, z);
-        seg.sort(function (u, v) { return tw[v] - tw[u] || (fName(t.frame[u]) < fName(t.frame[v]) ? -1 : 1); });
-        for (i = 0; i < seg.length; i++) t.kids[a + i] = seg[i];
-      }
-    }
-    t.x = new Float64Array(n);
-    for (p = 0; p < n; p++) {
-      var off = t.x[p];
-      for (i = nkids[p]; i < nkids[p + 1]; i++) { var c = t.kids[i]; t.x[c] = off; off += tw[c]; }
-    }
-    return t;
-  }
-
   // ---- state ------------------------------------------------------------
 
-  var views = [{ label: "All threads (merged)", tree: null }];
-  D.threads.forEach(function (th, k) {
-    views.push({ label: (th.name || "thread") + " (tid " + th.tid + ")", thread: k, tree: null });
-  });
-  var cur = { view: 0, tree: null, focus: 0 };
+  // View 0 is all threads merged; then one per track, costliest first.
+  var views = M.views();
+  var cur = { view: 0, tree: null, focus: 0, byLine: splitBox.checked };
   var matchFrame = null, query = "";
-  var sortKey = "self", sortDir = -1;
-
-  function treeFor(v) {
-    var view = views[v];
-    if (!view.tree) view.tree = viewTree(view.thread === undefined ? D.threads : [D.threads[view.thread]]);
-    return view.tree;
-  }
+  var sortKey = "self", sortCol = "self_pct", sortDir = -1;
 
   var hueCache = [];
   function colour(f) {
@@ -135,7 +63,7 @@
     var c = "f" + cls + (root ? " root" : "") + (label ? " l" : "") + (!root && fNative(f) ? " native" : "") +
       (matchFrame && !root && matchFrame[f] ? " match" : "");
     out.push('<div class="', c, '" data-node="', n, '" ',
-      root ? 'data-root="1"' : 'data-name="' + esc(fName(f)) + '" data-loc="' + esc(fLoc(f)) + '"',
+      root ? 'data-root="1"' : 'data-name="' + esc(fName(f)) + '" data-loc="' + esc(M.nodeLoc(views[cur.view], t, n)) + '"',
       ' style="left:', left.toFixed(4), "%;width:", width.toFixed(4), "%;top:", t.depth[n] * ROW, "px",
       root ? "" : ";background:" + colour(f), '">',
       label ? esc(root ? views[cur.view].label : fName(f)) : "", "</div>");
@@ -242,7 +170,8 @@
       var f = t.frame[n];
       tooltip.textContent = "";
       tooltip.appendChild(line("tt-name", n === 0 ? views[cur.view].label : fName(f)));
-      if (n !== 0) tooltip.appendChild(line("tt-loc", (fLoc(f) || "(no file)") + (fNative(f) ? "  [native]" : "")));
+      var loc = n === 0 ? "" : M.nodeLoc(views[cur.view], t, n);
+      if (loc || (n !== 0 && fNative(f))) tooltip.appendChild(line("tt-loc", loc + (fNative(f) ? (loc ? "  " : "") + "[native]" : "")));
       tooltip.appendChild(line("", "Samples: " + fmtInt(t.totalC[n]) + " (self " + fmtInt(t.selfC[n]) + ")"));
       tooltip.appendChild(line("", "CPU: " + fmtMs(t.totalW[n] * INTERVAL_MS) + " (self " + fmtMs(t.selfW[n] * INTERVAL_MS) + ")"));
       tooltip.appendChild(line("", fmtPct(100 * t.totalW[n] / total) + " of total (self " + fmtPct(100 * t.selfW[n] / total) + ")"));
@@ -263,8 +192,8 @@
   function applySearch() {
     query = search.value.trim().toLowerCase();
     if (!query) { matchFrame = null; matchInfo.textContent = ""; render(); return; }
-    matchFrame = new Uint8Array(NF);
-    for (var f = 0; f < NF; f++) {
+    matchFrame = new Uint8Array(M.NF);
+    for (var f = 0; f < M.NF; f++) {
       if (fName(f).toLowerCase().indexOf(query) >= 0 || fFile(f).toLowerCase().indexOf(query) >= 0) matchFrame[f] = 1;
     }
     // A match nested under another match is already counted by its ancestor.
@@ -285,46 +214,11 @@
 
   // ---- function table ---------------------------------------------------
 
-  // Self = leaf weight; total = weight of the subtrees where the function
-  // first appears on the path, so recursion is counted once, as in
-  // FunctionStats.
-  function functionStats(t) {
-    var byKey = new Map(), list = [];
-    function entry(f) {
-      var key = F[4 * f] * S.length + F[4 * f + 1], e = byKey.get(key);
-      if (!e) {
-        e = { name: fName(f), file: fFile(f), self: 0, total: 0, selfLines: new Map(), anyLines: new Map() };
-        byKey.set(key, e); list.push(e);
-      }
-      return e;
-    }
-    var entryOf = new Array(t.size);
-    for (var n = 1; n < t.size; n++) {
-      var w = t.totalW[n];
-      if (w <= 0) continue;  // in the trie, but not in this view's threads
-      var f = t.frame[n], e = entry(f);
-      entryOf[n] = e;
-      var seen = false;
-      for (var a = t.parent[n]; a > 0; a = t.parent[a]) { if (entryOf[a] === e) { seen = true; break; } }
-      if (!seen) e.total += w;
-      var ln = fLine(f);
-      e.anyLines.set(ln, (e.anyLines.get(ln) || 0) + w);
-      if (t.selfW[n] > 0) { e.self += t.selfW[n]; e.selfLines.set(ln, (e.selfLines.get(ln) || 0) + t.selfW[n]); }
-    }
-    list.forEach(function (e) {
-      var lines = e.selfLines.size ? e.selfLines : e.anyLines, best = -1, bw = -1;
-      lines.forEach(function (w, ln) { if (w > bw || (w === bw && ln < best)) { bw = w; best = ln; } });
-      e.line = best;
-      e.loc = e.file ? e.file + ":" + best : "";
-      delete e.selfLines; delete e.anyLines;
-    });
-    return list;
-  }
-
   function renderTable() {
     var t = cur.tree, total = t.totalW[0];
-    if (!t.stats) t.stats = functionStats(t);
-    var rows = t.stats.slice();
+    var split = views[cur.view].tree(true);
+    if (!split.stats) split.stats = M.functionStats(split);
+    var rows = split.stats.slice();
     rows.sort(function (a, b) {
       var va = a[sortKey], vb = b[sortKey];
       var c = va < vb ? -1 : va > vb ? 1 : 0;
@@ -346,15 +240,17 @@
       td("txt name", r.name, r.name);
       // direction:rtl elides the start of long paths; the bidi isolate keeps
       // the text itself in reading order.
-      td("txt loc", "\u2068" + r.loc + "\u2069", r.loc);
+      td("txt loc", "\u2068" + r.loc + "\u2069", r.lines);
       td("num", fmtMs(r.self * INTERVAL_MS)); pct(r.self);
       td("num", fmtMs(r.total * INTERVAL_MS)); pct(r.total);
       frag.appendChild(tr);
     });
     tbody.appendChild(frag);
     moreInfo.textContent = rows.length > TABLE_ROWS ? (rows.length - TABLE_ROWS) + " more functions not shown." : "";
+    // Only the header that was clicked shows the arrow ("Self ms" and
+    // "Self %" sort alike).
     document.querySelectorAll("#func-table th").forEach(function (th) {
-      var on = th.dataset.key === sortKey;
+      var on = th.dataset.col === sortCol;
       th.classList.toggle("sorted", on);
       th.classList.toggle("asc", on && sortDir > 0);
       th.classList.toggle("desc", on && sortDir < 0);
@@ -365,8 +261,9 @@
     var th = e.target.closest("th");
     if (!th) return;
     var key = th.dataset.key;
-    if (key === sortKey) sortDir = -sortDir;
+    if (th.dataset.col === sortCol) sortDir = -sortDir;
     else { sortKey = key; sortDir = key === "name" || key === "loc" ? 1 : -1; }
+    sortCol = th.dataset.col;
     renderTable();
   });
   tbody.addEventListener("click", function (e) {
@@ -376,22 +273,67 @@
     applySearch();
   });
 
-  // ---- thread selector --------------------------------------------------
+  // ---- thread selector ------------------------------------------------
 
   var totalAll = D.total_weight || 1;
   views.forEach(function (v, k) {
-    var o = document.createElement("option");
-    o.value = String(k);
-    o.textContent = k === 0 ? v.label : v.label + " \u2014 " + fmtPct(100 * D.threads[v.thread].weight / totalAll);
-    if (k > 0) o.dataset.tid = D.threads[v.thread].tid;
-    select.appendChild(o);
+    v.text = k === 0 ? v.label : v.label + " \u2014 " + fmtPct(100 * v.weight / totalAll);
+    v.key = v.label.toLowerCase();
   });
+  // The filter keeps "All threads" and the entry shown, and the others whose
+  // label holds the text typed (any case).
+  function fillSelect() {
+    var q = threadFilter.value.trim().toLowerCase(), shown = 0;
+    select.textContent = "";
+    views.forEach(function (v, k) {
+      var hit = k > 0 && (!q || v.key.indexOf(q) >= 0);
+      if (hit) shown++;
+      if (k > 0 && !hit && k !== cur.view) return;
+      var o = document.createElement("option");
+      o.value = String(k);
+      o.textContent = v.text;
+      if (v.threads.length === 1 && k > 0) o.dataset.tid = v.threads[0].tid;
+      select.appendChild(o);
+    });
+    select.value = String(cur.view);
+    threadFilter.classList.toggle("none", !!q && !shown);
+    return shown;
+  }
+  function showInfo() {
+    var v = views[cur.view], n = v.threads.length;
+    viewInfo.textContent = fmtInt(n) + " thread" + (n === 1 ? "" : "s") + ", " + fmtMs(v.weight * INTERVAL_MS) + " CPU" +
+      (cur.view ? " (" + fmtPct(100 * v.weight / totalAll) + ")" : "");
+  }
   function show(v) {
-    cur.view = v; cur.tree = treeFor(v); cur.focus = 0; hovered = -1; tooltip.hidden = true;
+    var view = views[v];
+    cur.view = v; cur.tree = view.tree(cur.byLine); cur.focus = 0; hovered = -1; tooltip.hidden = true;
+    fillSelect();
+    showInfo();
     if (query) applySearch(); else render();
     renderTable();
   }
   select.addEventListener("change", function () { show(+select.value); });
+  threadFilter.addEventListener("input", fillSelect);
+  threadFilter.addEventListener("keydown", function (e) {
+    // Enter shows the first entry that matches.
+    if (e.key !== "Enter") return;
+    var q = threadFilter.value.trim().toLowerCase();
+    for (var k = 1; k < views.length; k++) {
+      if (views[k].key.indexOf(q) >= 0) { show(k); return; }
+    }
+  });
+  threadFilter.parentNode.hidden = views.length < 3;
+
+  // ---- one box per function, or per line -------------------------------
+
+  splitBox.addEventListener("change", function () {
+    var view = views[cur.view], byLine = splitBox.checked;
+    if (byLine === cur.byLine) return;
+    var tree = view.tree(byLine);  // makes the split tree the focus maps through
+    cur.focus = M.counterpart(view, cur.focus, byLine);
+    cur.byLine = byLine; cur.tree = tree; hovered = -1; tooltip.hidden = true;
+    if (query) applySearch(); else render();
+  });
 
   var resizeTimer = 0;
   window.addEventListener("resize", function () { clearTimeout(resizeTimer); resizeTimer = setTimeout(render, 100); });

@@ -1,0 +1,138 @@
+"""How much of the process's CPU a profile accounts for, and what can be
+seen of the rest.
+
+The samples cover the CPU of the threads that run Python. The process also
+spends CPU in threads that never run Python (a BLAS pool, a C library's
+workers), in child processes, and in spprof itself; a report that does not
+say so would let a user believe the profile is the whole story. At start()
+and stop() the session reads each thread's CPU from /proc/self/task (and
+the CPU of waited-for children from /proc/self/stat); the difference names
+the threads that used CPU without being sampled.
+
+Reads files only (no import): start() and stop() may run where the address
+space is exhausted.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["SERVICE_THREAD", "coverage_lines", "snapshot", "threads_without_samples"]
+
+# The kernel name of spprof's own service thread (src/native/service_thread.h).
+SERVICE_THREAD = "spprof-service"
+
+# Reports explain the rest when the samples cover less than this share.
+EXPLAIN_BELOW = 0.90
+# Threads listed by name in a report.
+LISTED_THREADS = 5
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _clock_ticks() -> int:
+    try:
+        return os.sysconf("SC_CLK_TCK") or 100
+    except (OSError, ValueError):
+        return 100
+
+
+def _thread_cpu_ns(tid: str) -> int:
+    try:
+        # Nanoseconds on CPU (CONFIG_SCHED_INFO, the usual case).
+        return int(_read(f"/proc/self/task/{tid}/schedstat").split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    # utime and stime, in clock ticks, follow the ")" ending the name.
+    fields = _read(f"/proc/self/task/{tid}/stat").rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // _clock_ticks()
+
+
+def snapshot() -> tuple[dict[int, tuple[str, int]], int]:
+    """(tid -> (kernel name, CPU ns), CPU ns of waited-for children) now.
+    Empty and 0 where /proc cannot be read."""
+    tasks: dict[int, tuple[str, int]] = {}
+    children = 0
+    try:
+        names = os.listdir("/proc/self/task")
+    except OSError:
+        return tasks, children
+    for name in names:
+        try:
+            cpu = _thread_cpu_ns(name)
+            comm = _read(f"/proc/self/task/{name}/comm").decode("utf-8", "replace").strip()
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+        tasks[int(name)] = (comm, cpu)
+    try:
+        fields = _read("/proc/self/stat").rsplit(b")", 1)[1].split()
+        children = (int(fields[13]) + int(fields[14])) * 1_000_000_000 // _clock_ticks()
+    except (OSError, ValueError, IndexError):
+        pass
+    return tasks, children
+
+
+def threads_without_samples(
+    before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]], sampled: set[int]
+) -> tuple[tuple[int, str, float], ...]:
+    """``(tid, kernel name, CPU ms during the session)`` of the threads that
+    used CPU but have no sample, costliest first (spprof's own service
+    thread excluded: its CPU is in the stats)."""
+    out = []
+    for tid, (comm, cpu) in after.items():
+        if tid in sampled or comm == SERVICE_THREAD:
+            continue
+        used = cpu - before.get(tid, ("", 0))[1]
+        if used >= 1_000_000:  # 1 ms
+            out.append((tid, comm, used / 1e6))
+    out.sort(key=lambda t: (-t[2], t[0]))
+    return tuple(out)
+
+
+def _seconds(ms: float) -> str:
+    return f"{ms / 1000.0:.2f} s" if ms >= 1000.0 else f"{ms:.1f} ms"
+
+
+def coverage_lines(profile: Any) -> list[str]:
+    """``profiled 2.29 s of 4.66 s process CPU (49%)``, and when that is
+    under 90%, a line on what the rest is, as far as it is known. Nothing
+    for a profile without the process's CPU (built by hand)."""
+    process_ms = profile.process_cpu_ms
+    if not process_ms or process_ms <= 0:
+        return []
+    profiled = profile.total_cpu_ms
+    share = profiled / process_ms
+    out = [f"profiled {_seconds(profiled)} of {_seconds(process_ms)} process CPU ({100 * share:.0f}%)"]
+    if profile.children_cpu_ms:
+        out.append(
+            f"child processes that ended during the session used {_seconds(profile.children_cpu_ms)} "
+            "more (not profiled)"
+        )
+    if share >= EXPLAIN_BELOW:
+        return out
+    parts = []
+    others = profile.threads_without_samples
+    if others:
+        shown = ", ".join(f"{name or '?'} (tid {tid}) {_seconds(ms)}" for tid, name, ms in others[:LISTED_THREADS])
+        more = len(others) - LISTED_THREADS
+        parts.append(
+            f"threads that ran no Python: {_seconds(sum(t[2] for t in others))} in {len(others)}: "
+            + shown
+            + (f", and {more} more" if more > 0 else "")
+        )
+    stats = profile.stats
+    own = getattr(stats, "service_cpu_ms", 0.0) + getattr(stats, "handler_cpu_ms", 0.0)
+    if own >= 1.0:
+        parts.append(f"spprof itself: {_seconds(own)}")
+    if not parts:
+        parts.append("threads that ended during the session without being sampled, or the interpreter "
+                     "outside any Python frame")
+    out.append("the rest: " + "; ".join(parts))
+    return out
