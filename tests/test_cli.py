@@ -78,7 +78,7 @@ def hot(tmp_path: Path) -> Path:
 
 
 # The coverage lines printed before the summary (test_coverage_lines_before_the_summary).
-COVERAGE = re.compile(r"^spprof: (profiled .* process CPU \(\d+%\)|the rest: .+|child processes .+)$")
+COVERAGE = re.compile(r"^spprof: (profiled .* process CPU \(\d+%\)|the rest: .+|  .+|child processes .+)$")
 
 
 def stderr_lines(proc: subprocess.CompletedProcess) -> list[str]:

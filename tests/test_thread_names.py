@@ -244,4 +244,5 @@ emit({"process": prof.process_cpu_ms, "profiled": prof.total_cpu_ms,
     lines = res["text"].splitlines()
     share = re.fullmatch(r"profiled \S+ m?s of \S+ m?s process CPU \((\d+)%\)", lines[2])
     assert share and int(share.group(1)) < 60, lines[2]
-    assert lines[3].startswith("the rest: threads that ran no Python: ") and f"(tid {tid})" in lines[3], lines[3]
+    assert lines[3].startswith("the rest: threads that ran no Python: "), lines[3]
+    assert re.fullmatch(rf"  \S+ \(tid {tid}\): \d+\.\d ms", lines[4]), lines[4]

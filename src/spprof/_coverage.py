@@ -102,7 +102,7 @@ def _seconds(ms: float) -> str:
 
 def coverage_lines(profile: Any) -> list[str]:
     """``profiled 2.29 s of 4.66 s process CPU (49%)``, and when that is
-    under 90%, a line on what the rest is, as far as it is known. Nothing
+    under 90%, lines on what the rest is, as far as it is known. Nothing
     for a profile without the process's CPU (built by hand)."""
     process_ms = profile.process_cpu_ms
     if not process_ms or process_ms <= 0:
@@ -117,22 +117,20 @@ def coverage_lines(profile: Any) -> list[str]:
         )
     if share >= EXPLAIN_BELOW:
         return out
-    parts = []
+    # One line per part: a report cuts lines to its width.
     others = profile.threads_without_samples
     if others:
-        shown = ", ".join(f"{name or '?'} (tid {tid}) {_seconds(ms)}" for tid, name, ms in others[:LISTED_THREADS])
-        more = len(others) - LISTED_THREADS
-        parts.append(
-            f"threads that ran no Python: {_seconds(sum(t[2] for t in others))} in {len(others)}: "
-            + shown
-            + (f", and {more} more" if more > 0 else "")
+        total = sum(t[2] for t in others)
+        out.append(
+            f"the rest: threads that ran no Python: {_seconds(total)} in {len(others)}"
+            + (f", the first {LISTED_THREADS} listed" if len(others) > LISTED_THREADS else "")
         )
+        out += [f"  {name or '?'} (tid {tid}): {_seconds(ms)}" for tid, name, ms in others[:LISTED_THREADS]]
     stats = profile.stats
     own = getattr(stats, "service_cpu_ms", 0.0) + getattr(stats, "handler_cpu_ms", 0.0)
     if own >= 1.0:
-        parts.append(f"spprof itself: {_seconds(own)}")
-    if not parts:
-        parts.append("threads that ended during the session without being sampled, or the interpreter "
-                     "outside any Python frame")
-    out.append("the rest: " + "; ".join(parts))
+        out.append(f"the rest: spprof itself: {_seconds(own)}")
+    if not others and own < 1.0:
+        out.append("the rest: threads that ended during the session without a sample, or time "
+                   "outside any Python frame")
     return out
