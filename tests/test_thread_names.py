@@ -16,7 +16,15 @@ import pytest
 
 from conftest import BURN_SRC, run_scenario
 from spprof.writers.pprof import decode
-from test_html_report import embedded_data
+from test_html_report import (  # noqa: F401  (driver is a fixture)
+    choose_view,
+    drawn_names,
+    driver,
+    embedded_data,
+    option_texts,
+    root_label,
+    wait_for,
+)
 from test_pprof import _pprof, _resolve
 
 SERVER_SRC = BURN_SRC + """
@@ -153,6 +161,28 @@ def test_speedscope_and_html_name_every_thread(server_run):
         assert th["name"], th
         if names.get(th["tid"]):
             assert th["name"] == names[th["tid"]], th
+
+
+@pytest.mark.default_python  # the browser tools are installed for the default Python
+def test_html_selector_of_the_server_in_chromium(server_run, driver):
+    res, _ = server_run
+    path = res["paths"]["html"]
+    with open(path, encoding="utf-8") as f:
+        tracks = embedded_data(f.read())["tracks"]
+    driver.get_log("browser")
+    driver.get("file://" + path)
+    wait_for(driver, "return document.body.dataset.ready === '1'")
+    options = option_texts(driver)
+    # ~3000 threads: "All threads", then the groups, the costliest first
+    assert len(options) < 20, options
+    assert options[0] == "All threads"
+    costliest = max(tracks, key=lambda t: t["weight"])
+    assert options[1].startswith(f"{costliest['name']} ({len(costliest['threads'])} threads)"), options
+    everything = drawn_names(driver)
+    choose_view(driver, 1)
+    wait_for(driver, "return document.getElementById('thread-select').value === '1'")
+    assert root_label(driver).startswith(costliest["name"])
+    assert drawn_names(driver) != everything
 
 
 def test_text_report_of_the_server_fits_a_terminal(server_run):
