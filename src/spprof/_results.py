@@ -202,7 +202,7 @@ def profile_from_native(
     *,
     interval_ms: int,
     start_wall_ns: int,
-    tasks_at_start: tuple[dict[int, tuple[str, int]], int] | None = None,
+    tasks_at_start: tuple[dict[int, int], int] | None = None,
 ) -> Profile:
     """The Profile of a native result. ``start_wall_ns`` is the wall-clock
     time (time.time_ns()) taken just before the native session started;

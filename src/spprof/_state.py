@@ -60,7 +60,7 @@ class SessionInfo:
         self.start_wall_ns = time.time_ns()
         self.owner_pid = os.getpid()
         # The process's threads and their CPU at start (_coverage.snapshot).
-        self.tasks_at_start: tuple[dict[int, tuple[str, int]], int] | None = None
+        self.tasks_at_start: tuple[dict[int, int], int] | None = None
         # Set on spprof run's own session, which the program's API calls
         # do not see (see _session.py, "sessions inside spprof run").
         self.host: HostState | None = None
