@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <new>
 
 #include "os_clock.h"
 
@@ -77,10 +78,15 @@ void ThreadNames::refresh(ThreadRegistry& registry, bool force) {
     if (force || timers_created != seen_created_ || monotonic_now_ns() - updated_ns_ > kRefreshNs) {
         seen_created_ = timers_created;
         update();
-        for (pid_t tid : registry.thread_ids()) {
-            if (names_.count(tid) != 0 || !asked_kernel_.insert(tid).second) continue;
-            std::string comm = kernel_thread_name(tid);
-            if (!comm.empty()) names_.emplace(tid, std::move(comm));
+        // Kernel names are a nicety: out of memory (stop() runs where the
+        // address space may be exhausted), threads just stay unnamed.
+        try {
+            for (pid_t tid : registry.thread_ids()) {
+                if (names_.count(tid) != 0 || !asked_kernel_.insert(tid).second) continue;
+                std::string comm = kernel_thread_name(tid);
+                if (!comm.empty()) names_.emplace(tid, std::move(comm));
+            }
+        } catch (const std::bad_alloc&) {
         }
     }
 }
@@ -103,8 +109,11 @@ void ThreadNames::note_starting(pid_t tid, PyObject* function) {
         // No threading.Thread (a bare _thread start): the kernel's name of
         // this thread, which is the one starting.
         char comm[17] = {};
-        if (prctl(PR_GET_NAME, comm, 0, 0, 0) == 0 && comm[0] != '\0') names_.emplace(tid, comm);
-        asked_kernel_.insert(tid);
+        try {
+            if (prctl(PR_GET_NAME, comm, 0, 0, 0) == 0 && comm[0] != '\0') names_.emplace(tid, comm);
+            asked_kernel_.insert(tid);
+        } catch (const std::bad_alloc&) {
+        }
     }
 }
 

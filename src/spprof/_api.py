@@ -81,7 +81,13 @@ def stop() -> Profile:
     too; a failed save is reported with a warning and the profile is still
     returned. Raises ``RuntimeError`` when no session is running.
     """
-    return _session.stop_session()
+    try:
+        return _session.stop_session()
+    except BaseException:
+        # A Ctrl-C can land as stop_session() is entered, before its own
+        # handler: the session ends all the same (a no-op otherwise).
+        _session.finish_interrupted_stop()
+        raise
 
 
 def is_active() -> bool:

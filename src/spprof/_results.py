@@ -267,9 +267,14 @@ def profile_from_native(
     )
     prof.stats = ProfilerStats.from_native({k: v for k, v in raw.items() if k not in _COLUMNS})
     if tasks_at_start is not None:
-        tasks, children = snapshot()
-        prof.threads_without_samples = threads_without_samples(tasks_at_start[0], tasks, set(prof._tid))
-        prof.children_cpu_ms = max(0, children - tasks_at_start[1]) / 1e6
+        try:
+            tasks, children = snapshot()
+            others = threads_without_samples(tasks_at_start[0], tasks, set(prof._tid))
+        except MemoryError:
+            pass  # the coverage is a nicety: the profile must not be lost for it
+        else:
+            prof.threads_without_samples = others
+            prof.children_cpu_ms = max(0, children - tasks_at_start[1]) / 1e6
     return prof
 
 

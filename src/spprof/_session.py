@@ -209,6 +209,12 @@ def stop_session() -> Profile:
     return prof
 
 
+def finish_interrupted_stop() -> None:
+    """After stop() raised: a program session the native core still runs
+    is stopped (its profile is lost), and the Python side reconciled."""
+    _finish_interrupted_stop()
+
+
 def _finish_interrupted_stop() -> None:
     with _state.lock():
         if _state.standalone_session() is not None and _state.native().is_active():
