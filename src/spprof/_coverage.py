@@ -22,7 +22,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["SERVICE_THREAD", "coverage_lines", "snapshot", "threads_without_samples"]
+__all__ = ["SERVICE_THREAD", "coverage_lines", "duration_text", "snapshot", "threads_without_samples"]
 
 # The kernel name of spprof's own service thread (src/native/service_thread.h).
 SERVICE_THREAD = "spprof-service"
@@ -106,7 +106,8 @@ def threads_without_samples(
     return tuple(out)
 
 
-def _seconds(ms: float) -> str:
+def duration_text(ms: float) -> str:
+    """``12.3 ms`` or ``2.29 s``: how every report writes a duration."""
     return f"{ms / 1000.0:.2f} s" if ms >= 1000.0 else f"{ms:.1f} ms"
 
 
@@ -119,10 +120,10 @@ def coverage_lines(profile: Any) -> list[str]:
         return []
     profiled = profile.total_cpu_ms
     share = profiled / process_ms
-    out = [f"profiled {_seconds(profiled)} of {_seconds(process_ms)} process CPU ({100 * share:.0f}%)"]
+    out = [f"profiled {duration_text(profiled)} of {duration_text(process_ms)} process CPU ({100 * share:.0f}%)"]
     if profile.children_cpu_ms:
         out.append(
-            f"child processes that ended during the session used {_seconds(profile.children_cpu_ms)} "
+            f"child processes that ended during the session used {duration_text(profile.children_cpu_ms)} "
             "more (not profiled)"
         )
     if share >= EXPLAIN_BELOW:
@@ -132,14 +133,14 @@ def coverage_lines(profile: Any) -> list[str]:
     if others:
         total = sum(t[2] for t in others)
         out.append(
-            f"the rest: threads that ran no Python: {_seconds(total)} in {len(others)}"
+            f"the rest: threads that ran no Python: {duration_text(total)} in {len(others)}"
             + (f", the first {LISTED_THREADS} listed" if len(others) > LISTED_THREADS else "")
         )
-        out += [f"  {name or '?'} (tid {tid}): {_seconds(ms)}" for tid, name, ms in others[:LISTED_THREADS]]
+        out += [f"  {name or '?'} (tid {tid}): {duration_text(ms)}" for tid, name, ms in others[:LISTED_THREADS]]
     stats = profile.stats
     own = getattr(stats, "service_cpu_ms", 0.0) + getattr(stats, "handler_cpu_ms", 0.0)
     if own >= 1.0:
-        out.append(f"the rest: spprof itself: {_seconds(own)}")
+        out.append(f"the rest: spprof itself: {duration_text(own)}")
     if not others and own < 1.0:
         out.append("the rest: threads that ended during the session without a sample, or time "
                    "outside any Python frame")

@@ -53,12 +53,15 @@ class WallTime:
 
 
 def earliest(times: list[Any]) -> Any:
-    if all(type(t) is EpochTime for t in times):
-        return min(times, key=lambda t: t.ns + t.after_ns)
-    return min(t.to_datetime() if type(t) is EpochTime else t for t in times)
+    return _extreme(times, min)
 
 
 def latest(times: list[Any]) -> Any:
+    return _extreme(times, max)
+
+
+def _extreme(times: list[Any], pick: Any) -> Any:
+    # Sampler times compare without becoming datetimes (joined() runs in stop()).
     if all(type(t) is EpochTime for t in times):
-        return max(times, key=lambda t: t.ns + t.after_ns)
-    return max(t.to_datetime() if type(t) is EpochTime else t for t in times)
+        return pick(times, key=lambda t: t.ns + t.after_ns)
+    return pick(t.to_datetime() if type(t) is EpochTime else t for t in times)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._coverage import coverage_lines
+from .._coverage import coverage_lines, duration_text
 from .._groups import check_view, thread_tracks
 
 if TYPE_CHECKING:
@@ -81,12 +81,6 @@ def _ms(ms: float) -> str:
     return f"{ms:.1f}" if ms < 1e9 else f"{ms:.3g}"
 
 
-def _duration(ms: float) -> str:
-    if ms >= 1000.0:
-        return f"{ms / 1000.0:.2f} s"
-    return f"{ms:.1f} ms"
-
-
 def _num(x: float) -> str:
     return f"{x:g}" if x != int(x) else str(int(x))
 
@@ -98,9 +92,9 @@ def _header(profile: Profile, agg: AggregatedProfile) -> list[str]:
     rate = agg.total_samples / (cpu_ms / 1000.0) if cpu_ms > 0 else 0.0
     threads = len(agg.thread_ids)
     first = (
-        f"spprof: {_duration(profile.total_duration_ms)} wall, "
+        f"spprof: {duration_text(profile.total_duration_ms)} wall, "
         f"{agg.total_samples} samples, {threads} thread{'s' if threads != 1 else ''}, "
-        f"{_duration(cpu_ms)} CPU"
+        f"{duration_text(cpu_ms)} CPU"
     )
     second = (
         f"interval {_num(interval)} ms ({nominal:.4g} Hz), "
@@ -208,14 +202,14 @@ def _tracks(agg: AggregatedProfile, interval_ms: float, limit: int, width: int, 
     out = ["", f"Threads: {kind}, by CPU", f"{'CPU':>10} {'share':>6} {'threads':>8}  name"]
     for t in tracks[:TRACK_ROWS]:
         out.append(
-            f"{_duration(t.weight * interval_ms):>10} {_pct(t.weight, whole)} "
+            f"{duration_text(t.weight * interval_ms):>10} {_pct(t.weight, whole)} "
             f"{len(t.thread_ids):>8}  {_clean(t.name)}"
         )
     rest = tracks[TRACK_ROWS:]
     if rest:
         w = sum(t.weight for t in rest)
         out.append(
-            f"{ELLIPSIS} and {len(rest)} more ({_duration(w * interval_ms)} CPU, "
+            f"{ELLIPSIS} and {len(rest)} more ({duration_text(w * interval_ms)} CPU, "
             f"{_pct(w, whole).strip()}): the HTML report lists them all"
         )
     for t in tracks[:TRACK_SECTIONS]:
@@ -224,7 +218,7 @@ def _tracks(agg: AggregatedProfile, interval_ms: float, limit: int, width: int, 
         who = f"{count} threads" if count > 1 else f"tid {t.thread_ids[0]}"
         out += [
             "",
-            f"== {_clean(t.name)}: {who}, {_duration(t.weight * interval_ms)} CPU "
+            f"== {_clean(t.name)}: {who}, {duration_text(t.weight * interval_ms)} CPU "
             f"({_pct(t.weight, whole).strip()}) ==",
         ]
         out += _section(sub.merged(), interval_ms, min(limit, TRACK_TABLE_ROWS), width, by_total=False)
