@@ -105,7 +105,7 @@ def _close(info: SessionInfo, raw: Any = None) -> Profile:
     except BaseException:
         # Interrupted (Ctrl-C) anywhere in here: the session ends all the
         # same (its profile is lost), then the interrupt goes on.
-        _finish_interrupted_stop()
+        finish_interrupted_stop()
         raise
     _unfinished = None
     return prof
@@ -202,7 +202,7 @@ def stop_session() -> Profile:
     except BaseException:
         # Interrupted (Ctrl-C) anywhere in stop(): the session ends all the
         # same (its profile is lost), then the interrupt goes on.
-        _finish_interrupted_stop()
+        finish_interrupted_stop()
         raise
     if info.output_path is not None:
         save_or_warn(prof, info.output_path)
@@ -212,10 +212,6 @@ def stop_session() -> Profile:
 def finish_interrupted_stop() -> None:
     """After stop() raised: a program session the native core still runs
     is stopped (its profile is lost), and the Python side reconciled."""
-    _finish_interrupted_stop()
-
-
-def _finish_interrupted_stop() -> None:
     with _state.lock():
         if _state.standalone_session() is not None and _state.native().is_active():
             _state.native().stop()
