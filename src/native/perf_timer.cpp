@@ -18,6 +18,9 @@
 namespace spprof {
 
 namespace {
+// The kernel's own floor for a software event's period.
+constexpr uint64_t kPerfShortestPeriodNs = 10'000;
+
 // Zero-initialised, so untouched pages cost nothing.
 PerfSlot g_slots[kMaxPerfFd];
 
@@ -72,7 +75,7 @@ bool perf_events_available(std::string* why) {
 bool perf_events_include_kernel() { return g_include_kernel; }
 
 int perf_timer_create(pid_t tid, uint32_t session, int64_t interval_ns, int64_t phase_ns,
-                      int min_fd, PerfTimer* out) {
+                      int min_fd, bool from_thread_start, PerfTimer* out) {
     if (!perf_events_available(nullptr)) return ENOTSUP;
     if (phase_ns <= 0 || phase_ns > interval_ns) phase_ns = interval_ns;
     int fd = open_event(tid, phase_ns, g_include_kernel);
@@ -104,8 +107,9 @@ int perf_timer_create(pid_t tid, uint32_t session, int64_t interval_ns, int64_t 
     slot->interval_ns = interval_ns;
     slot->phase_ns = phase_ns;
     slot->delivered = 0;
-    slot->period_set = phase_ns == interval_ns;
+    slot->period = phase_ns == interval_ns ? PerfPeriod::interval : PerfPeriod::then_interval;
     slot->ever_enabled = false;
+    slot->from_thread_start = from_thread_start;
     slot->disabled = false;
     slot->cpu_base_ns.store(0, std::memory_order_relaxed);
     slot->disabled_cpu_ns = 0;
@@ -134,7 +138,24 @@ int perf_timer_enable(const PerfTimer& t, bool on) {
         if (slot != nullptr) {
             const int64_t now = thread_cpu_ns(slot->tid);
             if (!slot->ever_enabled) {
-                slot->cpu_base_ns.store(now < 0 ? 0 : now, std::memory_order_release);
+                if (slot->from_thread_start && now > 0) {
+                    // The grid starts at CPU 0 and the thread is at `now`.
+                    // Before its first point: the first period ends there.
+                    // Past it: a first sample right away charges the
+                    // points passed (the thread may end before the next
+                    // one) and aims at the next.
+                    const bool passed = now >= slot->phase_ns;
+                    uint64_t first = passed ? kPerfShortestPeriodNs
+                                            : static_cast<uint64_t>(slot->phase_ns - now);
+                    if (ioctl(t.fd, PERF_EVENT_IOC_PERIOD, &first) == 0) {
+                        slot->period = passed ? PerfPeriod::aim_next : PerfPeriod::then_interval;
+                        slot->cpu_base_ns.store(0, std::memory_order_release);
+                    } else {
+                        slot->cpu_base_ns.store(now, std::memory_order_release);
+                    }
+                } else {
+                    slot->cpu_base_ns.store(now < 0 ? 0 : now, std::memory_order_release);
+                }
                 slot->ever_enabled = true;
             } else if (slot->disabled && slot->disabled_cpu_ns >= 0 && now >= slot->disabled_cpu_ns) {
                 slot->cpu_base_ns.fetch_add(now - slot->disabled_cpu_ns, std::memory_order_acq_rel);

@@ -34,20 +34,35 @@ namespace spprof {
 // disabled (pause): expiration k is due at cpu_base + phase + k * interval.
 // A signal that comes before the next grid point (the task clock is ahead)
 // charges nothing; one that comes late charges every point it passed.
+// The event's period is kept so that signals come at the points (PerfPeriod):
+// a signal after an early one, or after a catch-up, is aimed at the next
+// point. A thread started during the session has its grid from CPU time 0
+// (`from_thread_start`): what it used before its event existed is charged
+// by its first sample, which comes at once when a point has already passed.
+// At its exit, a point passed whose signal has not come yet is charged too
+// (charge_perf_points_at_exit).
 //
 // Read and written by the SIGPROF handler of the event's own thread, set up
 // by the thread that creates the event before it is enabled. `cpu_base_ns`
 // and `disabled_cpu_ns` are also written by perf_timer_enable() from the
 // thread that pauses or resumes, while the session's `paused` flag keeps the
 // handler from reading them (Session::pause waits for running handlers).
+// The event's period, kept so that signals come at the grid's points.
+enum class PerfPeriod : uint8_t {
+    interval,       // the interval: the last signal came at a point
+    then_interval,  // ends at the next point: the next signal sets the interval
+    aim_next,       // a short one: the next signal aims at the next point
+};
+
 struct PerfSlot {
     std::atomic<uint32_t> session{0};  // 0: not one of ours
     int32_t tid = 0;
     int64_t interval_ns = 0;
     int64_t phase_ns = 0;     // CPU time before the first expiration
     uint64_t delivered = 0;   // expirations already charged to samples
-    bool period_set = false;  // the handler moved the period from phase to interval
+    PerfPeriod period = PerfPeriod::interval;  // what the event's period is now
     bool ever_enabled = false;
+    bool from_thread_start = false;  // the grid starts at the thread's CPU 0
     bool disabled = false;                 // disabled since disabled_cpu_ns
     std::atomic<int64_t> cpu_base_ns{0};  // the thread's CPU time where the grid starts
     int64_t disabled_cpu_ns = 0;           // its CPU time when last disabled
@@ -80,9 +95,13 @@ struct PerfTimer {
 // `phase_ns` of its CPU time and then every `interval_ns`; signals go to
 // that thread as SIGPROF. The descriptor is placed at `min_fd` or above
 // (out of the low numbers programs expect: select() takes only descriptors
-// below 1024); EMFILE when it cannot be. Returns 0 or an errno value.
+// below 1024); EMFILE when it cannot be. `from_thread_start`: the grid
+// starts at the thread's first instruction (CPU time 0), not where the
+// event is first enabled, so the first sample also charges the CPU the
+// thread used before (a thread born while this session's timers run).
+// Returns 0 or an errno value.
 int perf_timer_create(pid_t tid, uint32_t session, int64_t interval_ns, int64_t phase_ns,
-                      int min_fd, PerfTimer* out);
+                      int min_fd, bool from_thread_start, PerfTimer* out);
 // Whether `t`'s descriptor is still our event: a perf_event file set up to
 // signal SIGPROF to its thread. The program may have closed it and reused
 // the number, or dup2'ed something over it. ASYNC-SIGNAL-SAFE (fcntl and

@@ -373,11 +373,13 @@ PyObject* Session::stats() {
     return stats_dict(collect_stats(*this));
 }
 
-int Session::register_current_thread() {
+int Session::register_current_thread(uint64_t birth_mark) {
     if (!active_) return 0;
     resume_service_after_fork();
     PyThreadState* ts = PyThreadState_Get();
-    return registry_.register_thread(current_tid(), compat::thread_state_unique_id(ts)) ? 1 : 0;
+    return registry_.register_thread(current_tid(), compat::thread_state_unique_id(ts), birth_mark)
+               ? 1
+               : 0;
 }
 
 int Session::unregister_current_thread() {

@@ -78,7 +78,12 @@ public:
 
     PyObject* stats();  // new reference (dict)
 
-    int register_current_thread();    // 1 yes, 0 no
+    // `birth_mark`: thread_birth_mark() in the thread that started this one,
+    // when called by the thread-start hook (see ThreadRegistry).
+    int register_current_thread(uint64_t birth_mark = 0);  // 1 yes, 0 no
+    // In a thread about to start another: what the new thread passes to
+    // register_current_thread().
+    uint64_t thread_birth_mark() const { return active_ ? registry_.birth_mark() : 0; }
     int unregister_current_thread();  // 1 was registered, 0 was not
     int current_thread_registered();
     void current_thread_exiting();

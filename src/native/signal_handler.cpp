@@ -2,6 +2,7 @@
 #include "signal_handler.h"
 
 #include <errno.h>
+#include <string.h>
 #include <fcntl.h>
 #include <linux/perf_event.h>
 #include <pthread.h>
@@ -93,23 +94,53 @@ void forward_foreign(HandlerState& st, int signo, siginfo_t* info, void* uc) {
     if (masked) pthread_sigmask(SIG_SETMASK, &saved, nullptr);
 }
 
+// ASYNC-SIGNAL-SAFE. Set the period of perf event `fd`, only if it is still
+// this thread's event (set to signal SIGPROF to `tid`): the program may have
+// closed ours and reused the number since the signal was queued.
+bool set_perf_period(int fd, int32_t tid, int64_t period_ns) {
+    f_owner_ex owner{};
+    if (fcntl(fd, F_GETSIG) != SIGPROF || fcntl(fd, F_GETOWN_EX, &owner) != 0 ||
+        owner.type != F_OWNER_TID || owner.pid != tid) {
+        return false;
+    }
+    uint64_t period = static_cast<uint64_t>(period_ns);
+    return ioctl(fd, PERF_EVENT_IOC_PERIOD, &period) == 0;
+}
+
 // ASYNC-SIGNAL-SAFE. The weight of a perf_event signal: the expirations of
 // the thread's CPU-time grid (perf_timer.h) passed and not yet charged. A
 // signal can be lost (a SIGPROF already pending absorbs it) or an
 // expiration skipped (in kernel mode without permission to sample it); the
 // grid charges those to the next sample, so totals stay exact. The event's
 // own count is not the measure: it includes steal time.
-uint32_t perf_weight(PerfSlot* slot) {
+// `*next_in_ns` gets how much CPU the thread has to use until the next
+// point not charged (more than interval / 64; 0 if the clock failed).
+// ASYNC-SIGNAL-SAFE. The thread's CPU time on its grid (-1 if unreadable).
+int64_t perf_grid_cpu(const PerfSlot* slot) {
     timespec ts;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 1;
-    const int64_t cpu = int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec -
-                        slot->cpu_base_ns.load(std::memory_order_acquire);
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return -1;
+    return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec -
+           slot->cpu_base_ns.load(std::memory_order_acquire);
+}
+
+// ASYNC-SIGNAL-SAFE. How many points of the grid `cpu` has passed.
+uint64_t perf_points_due(const PerfSlot* slot, int64_t cpu) {
+    const int64_t reach = cpu + slot->interval_ns / 64;  // timer vs clock jitter
+    return reach < slot->phase_ns
+               ? 0
+               : static_cast<uint64_t>((reach - slot->phase_ns) / slot->interval_ns) + 1;
+}
+
+uint32_t perf_weight(PerfSlot* slot, int64_t* next_in_ns) {
+    *next_in_ns = 0;
+    const int64_t cpu = perf_grid_cpu(slot);
+    if (cpu < 0) return 1;
     const int64_t interval = slot->interval_ns;
-    const int64_t reach = cpu + interval / 64;  // timer vs clock jitter
-    uint64_t due = reach < slot->phase_ns ? 0 : static_cast<uint64_t>((reach - slot->phase_ns) / interval) + 1;
-    if (due <= slot->delivered) return 0;
-    uint64_t weight = due - slot->delivered;
-    slot->delivered = due;
+    const uint64_t due = perf_points_due(slot, cpu);
+    const uint64_t weight = due > slot->delivered ? due - slot->delivered : 0;
+    if (weight > 0) slot->delivered = due;
+    // Point `delivered` (counted from 0) is the next one not charged.
+    *next_in_ns = slot->phase_ns + static_cast<int64_t>(slot->delivered) * interval - cpu;
     return weight > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(weight);
 }
 
@@ -154,22 +185,25 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
             st.counters.paused_signals.fetch_add(1, std::memory_order_relaxed);
             return;
         }
-        if (!slot->period_set) {
-            // The first period was the random phase; from now on, the
-            // interval. Only on a descriptor that is still this event (set
-            // to signal SIGPROF to this thread): the program may have closed
-            // ours and reused the number since the signal was queued.
-            f_owner_ex owner{};
-            if (fcntl(info->si_fd, F_GETSIG) == SIGPROF &&
-                fcntl(info->si_fd, F_GETOWN_EX, &owner) == 0 && owner.type == F_OWNER_TID &&
-                owner.pid == tid) {
-                uint64_t period = static_cast<uint64_t>(slot->interval_ns);
-                ioctl(info->si_fd, PERF_EVENT_IOC_PERIOD, &period);
+        // Signals are kept on the grid's points (perf_timer.h: a thread
+        // that ends between a point and its late signal would not be
+        // charged for it): the event's period is the interval once a
+        // signal came at a point, and the rest of the way to the next
+        // point after one that did not.
+        int64_t next_in_ns = 0;
+        weight = perf_weight(slot, &next_in_ns);
+        const bool off_grid = weight == 0 || slot->period == PerfPeriod::aim_next;
+        if (off_grid && next_in_ns > 0 && next_in_ns <= slot->interval_ns) {
+            if (set_perf_period(info->si_fd, tid, next_in_ns + slot->interval_ns / 128)) {
+                slot->period = PerfPeriod::then_interval;
             }
-            slot->period_set = true;
+        } else if (slot->period == PerfPeriod::then_interval) {
+            set_perf_period(info->si_fd, tid, slot->interval_ns);
+            slot->period = PerfPeriod::interval;
         }
-        weight = perf_weight(slot);
         if (weight == 0) {
+            // Before the next point: the task clock runs ahead of the
+            // thread's CPU clock (steal time).
             st.counters.early_signals.fetch_add(1, std::memory_order_relaxed);
             return;
         }
@@ -295,6 +329,27 @@ void sigprof_handler(int signo, siginfo_t* info, void* ucontext) {
     }
     st.inflight.fetch_sub(1, std::memory_order_release);
     errno = saved_errno;
+}
+
+void charge_perf_points_at_exit(int fd) {
+    PerfSlot* slot = perf_slot(fd);
+    if (slot == nullptr || g_state.paused.load(std::memory_order_acquire)) return;
+    sigset_t only, saved;
+    sigemptyset(&only);
+    sigaddset(&only, SIGPROF);
+    pthread_sigmask(SIG_BLOCK, &only, &saved);
+    const int64_t cpu = perf_grid_cpu(slot);
+    if (cpu >= 0 && perf_points_due(slot, cpu) > slot->delivered) {
+        // As if the event had signalled this point (with SIGPROF blocked,
+        // no real signal of the event runs meanwhile).
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        info.si_signo = SIGPROF;
+        info.si_code = POLL_IN;
+        info.si_fd = fd;
+        sigprof_handler(SIGPROF, &info, nullptr);
+    }
+    pthread_sigmask(SIG_SETMASK, &saved, nullptr);
 }
 
 void wait_for_handlers_to_finish() {

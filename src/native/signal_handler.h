@@ -112,6 +112,14 @@ HandlerState& handler_state();
 // The SIGPROF handler (installed with SA_SIGINFO). ASYNC-SIGNAL-SAFE.
 void sigprof_handler(int signo, siginfo_t* info, void* ucontext);
 
+// Not from a handler: in a thread about to exit (no Python frame left),
+// whose perf_event timer is `fd`. The points of its CPU-time grid it has
+// passed whose signal has not come yet (a signal comes a little after its
+// point, and a thread may end in between: the first point of a thread that
+// lives a few microseconds once its timer exists) are charged now, to one
+// last sample of the thread, as the next signal would have.
+void charge_perf_points_at_exit(int fd);
+
 // Wait until no handler is running any more, after `active` was cleared.
 // Spins with sched_yield: a handler's work is bounded (microseconds).
 void wait_for_handlers_to_finish();

@@ -19,12 +19,15 @@ namespace {
 // main thread) owns that thread's timer and gives it back at the end.
 thread_local bool t_bootstrapped = false;
 
-PyObject* run_target(PyObject* function, PyObject* args, PyObject* kwargs) {
+// `birth_mark`: Session::thread_birth_mark() in the thread that started
+// this one. A new OS thread born under the timers that still run has its
+// CPU counted from its first instruction.
+PyObject* run_target(PyObject* function, PyObject* args, PyObject* kwargs, uint64_t birth_mark) {
     const bool owner = !t_bootstrapped && current_tid() != getpid();
     t_bootstrapped = true;
     prepare_thread_for_exceptions();
     try {
-        Session::instance().register_current_thread();
+        Session::instance().register_current_thread(owner ? birth_mark : 0);
         Session::instance().name_starting_thread(function);
     } catch (const std::exception&) {
         // Out of memory: the thread runs unsampled rather than not at all.
@@ -42,24 +45,29 @@ PyObject* run_target(PyObject* function, PyObject* args, PyObject* kwargs) {
     Py_RETURN_NONE;
 }
 
-// thread_bootstrap(function, args[, kwargs]): the new thread's function.
+// thread_bootstrap(function, args, kwargs or None, birth_mark): the new
+// thread's function.
 PyObject* bootstrap(PyObject*, PyObject* fargs) {
     PyObject* function = nullptr;
     PyObject* args = nullptr;
     PyObject* kwargs = nullptr;
-    if (!PyArg_ParseTuple(fargs, "OO!|O!:thread_bootstrap", &function, &PyTuple_Type, &args,
-                          &PyDict_Type, &kwargs)) {
+    unsigned long long birth_mark = 0;
+    if (!PyArg_ParseTuple(fargs, "OO!OK:thread_bootstrap", &function, &PyTuple_Type, &args,
+                          &kwargs, &birth_mark)) {
         return nullptr;
     }
-    return run_target(function, args, kwargs);
+    return run_target(function, args, kwargs == Py_None ? nullptr : kwargs, birth_mark);
 }
 
 // The same for start_joinable_thread, whose function takes no arguments:
-// `self` is the user's function.
+// `self` is (the user's function, birth_mark).
 PyObject* bootstrap_noargs(PyObject* self, PyObject*) {
+    PyObject* function = nullptr;
+    unsigned long long birth_mark = 0;
+    if (!PyArg_ParseTuple(self, "OK:thread_bootstrap", &function, &birth_mark)) return nullptr;
     PyObject* empty = PyTuple_New(0);
     if (empty == nullptr) return nullptr;
-    PyObject* result = run_target(self, empty, nullptr);
+    PyObject* result = run_target(function, empty, nullptr, birth_mark);
     Py_DECREF(empty);
     return result;
 }
@@ -91,8 +99,11 @@ PyObject* start_new_thread(PyObject* self, PyObject* fargs) {
         PyErr_SetString(PyExc_TypeError, "optional 3rd arg must be a dictionary");
         return nullptr;
     }
-    PyObject* boot_args = kwargs != nullptr ? PyTuple_Pack(3, function, args, kwargs)
-                                            : PyTuple_Pack(2, function, args);
+    PyObject* mark = PyLong_FromUnsignedLongLong(Session::instance().thread_birth_mark());
+    if (mark == nullptr) return nullptr;
+    PyObject* boot_args =
+        PyTuple_Pack(4, function, args, kwargs != nullptr ? kwargs : Py_None, mark);
+    Py_DECREF(mark);
     if (boot_args == nullptr) return nullptr;
     PyObject* result = PyObject_CallFunctionObjArgs(self, g_bootstrap, boot_args, nullptr);
     Py_DECREF(boot_args);
@@ -114,7 +125,11 @@ PyObject* start_joinable_thread(PyObject* self, PyObject* fargs, PyObject* fkwar
         PyErr_SetString(PyExc_TypeError, "thread function must be callable");
         return nullptr;
     }
-    PyObject* boot = PyCFunction_New(&g_bootstrap_noargs_def, function);
+    PyObject* boot_self = Py_BuildValue("(OK)", function, static_cast<unsigned long long>(
+                                                              Session::instance().thread_birth_mark()));
+    if (boot_self == nullptr) return nullptr;
+    PyObject* boot = PyCFunction_New(&g_bootstrap_noargs_def, boot_self);
+    Py_DECREF(boot_self);
     if (boot == nullptr) return nullptr;
     PyObject* call_args = PyTuple_Pack(1, boot);
     Py_DECREF(boot);

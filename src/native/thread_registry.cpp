@@ -9,6 +9,9 @@
 #include <new>
 
 #include "compat.h"
+#include "os_clock.h"
+#include "perf_timer.h"
+#include "signal_handler.h"
 
 namespace spprof {
 
@@ -27,6 +30,12 @@ void ThreadRegistry::begin(uint32_t session, int64_t interval_ns, pid_t ignored_
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     rng_ ^= (uint64_t(ts.tv_sec) << 32) ^ uint64_t(ts.tv_nsec) ^ (uint64_t(getpid()) << 16);
+    new_arming_locked();
+}
+
+void ThreadRegistry::new_arming_locked() {
+    static std::atomic<uint64_t> armings{0};  // never reused in the process
+    arming_.store(interval_ns_ > 0 ? armings.fetch_add(1) + 1 : 0, std::memory_order_release);
 }
 
 void ThreadRegistry::refresh_perf_budget_locked(int* min_fd) {
@@ -79,7 +88,7 @@ int64_t ThreadRegistry::random_phase_locked() {
     return 1 + static_cast<int64_t>(z % static_cast<uint64_t>(interval_ns_));  // (0, interval]
 }
 
-bool ThreadRegistry::add_locked(pid_t tid, uint64_t uid) {
+bool ThreadRegistry::add_locked(pid_t tid, uint64_t uid, bool from_thread_start) {
     Entry entry;
     entry.tstate_uid = uid;
     int64_t phase = random_phase_locked();
@@ -87,7 +96,8 @@ bool ThreadRegistry::add_locked(pid_t tid, uint64_t uid) {
     int min_fd = 0;
     if (backend_ == Backend::perf_event) refresh_perf_budget_locked(&min_fd);
     if (backend_ == Backend::perf_event && perf_open_ < perf_budget_) {
-        err = perf_timer_create(tid, session_, interval_ns_, phase, min_fd, &entry.timer.perf);
+        err = perf_timer_create(tid, session_, interval_ns_, phase, min_fd, from_thread_start,
+                                &entry.timer.perf);
         if (err == 0) {
             err = interval_ns_ > 0 ? perf_timer_enable(entry.timer.perf, true) : 0;
             if (err != 0) perf_timer_close(&entry.timer.perf);
@@ -194,15 +204,17 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
     }
 }
 
-bool ThreadRegistry::register_thread(pid_t tid, uint64_t tstate_uid) {
+bool ThreadRegistry::register_thread(pid_t tid, uint64_t tstate_uid, uint64_t birth_mark) {
     std::lock_guard<std::mutex> lock(mu_);
+    const bool born_under_these_timers =
+        birth_mark != 0 && birth_mark == arming_.load(std::memory_order_relaxed);
     opted_out_.erase(tid);
     auto it = threads_.find(tid);
     if (it != threads_.end()) {
         if (it->second.tstate_uid == tstate_uid) return true;
         remove_locked(it);
     }
-    return add_locked(tid, tstate_uid);
+    return add_locked(tid, tstate_uid, born_under_these_timers);
 }
 
 bool ThreadRegistry::unregister_thread(pid_t tid) {
@@ -217,7 +229,12 @@ bool ThreadRegistry::unregister_thread(pid_t tid) {
 void ThreadRegistry::thread_exiting(pid_t tid, uint64_t tstate_uid) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = threads_.find(tid);
-    if (it != threads_.end() && it->second.tstate_uid == tstate_uid) remove_locked(it);
+    if (it == threads_.end() || it->second.tstate_uid != tstate_uid) return;
+    const ThreadTimer& timer = it->second.timer;
+    if (timer.is_perf() && tid == current_tid() && perf_timer_still_ours(timer.perf)) {
+        charge_perf_points_at_exit(timer.perf.fd);
+    }
+    remove_locked(it);
 }
 
 bool ThreadRegistry::is_registered(pid_t tid) {
@@ -228,6 +245,7 @@ bool ThreadRegistry::is_registered(pid_t tid) {
 void ThreadRegistry::set_interval(int64_t interval_ns) {
     std::lock_guard<std::mutex> lock(mu_);
     interval_ns_ = interval_ns;  // threads registered from now on start so too
+    new_arming_locked();
     for (auto& [tid, entry] : threads_) {
         arm_thread_timer(entry.timer, interval_ns, random_phase_locked());
     }
@@ -238,6 +256,7 @@ void ThreadRegistry::end() {
     while (!threads_.empty()) remove_locked(threads_.begin());
     opted_out_.clear();
     failed_.clear();
+    arming_.store(0, std::memory_order_release);
 }
 
 void ThreadRegistry::forget_after_fork() {
@@ -248,6 +267,7 @@ void ThreadRegistry::forget_after_fork() {
     // (POSIX timers were not inherited, there is nothing to delete).
     for (auto& [tid, entry] : threads_) perf_timer_close_in_child(&entry.timer.perf);
     perf_open_ = 0;
+    arming_.store(0, std::memory_order_release);
     threads_.clear();
     opted_out_.clear();
     failed_.clear();

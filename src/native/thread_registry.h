@@ -9,6 +9,7 @@
 #include <Python.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <unordered_map>
@@ -48,13 +49,25 @@ public:
     // Register/unregister one thread explicitly. Both idempotent.
     // register: true if the thread is sampled afterwards.
     // unregister: true if it was sampled before the call.
-    bool register_thread(pid_t tid, uint64_t tstate_uid);
+    //
+    // `birth_mark`: what birth_mark() returned in the thread that started
+    // this one, when this thread registers itself at its start (0
+    // otherwise). If the timers have run unchanged since then (same
+    // session, not paused or resumed in between), the thread was born under
+    // them: its samples cover its CPU from its first instruction (the CPU
+    // it used before its timer existed is charged to its first sample).
+    bool register_thread(pid_t tid, uint64_t tstate_uid, uint64_t birth_mark = 0);
     bool unregister_thread(pid_t tid);
     // The thread is about to exit: delete its timer now rather than at the
     // next scan (a program that churns short threads would otherwise hold
     // hundreds of dead timers). Not an opt-out.
     void thread_exiting(pid_t tid, uint64_t tstate_uid);
     bool is_registered(pid_t tid);
+
+    // Which arming of the timers runs now (unique in the process; changes
+    // at every begin(), set_interval() and end()); 0 while no timer runs.
+    // Any thread may call it, the registry's lock is not taken.
+    uint64_t birth_mark() const { return arming_.load(std::memory_order_acquire); }
 
     // Re-arm every timer with `interval_ns` (0 disarms), keeping them all.
     void set_interval(int64_t interval_ns);
@@ -81,7 +94,8 @@ private:
         uint64_t seen = 0;
     };
     // mu_ held.
-    bool add_locked(pid_t tid, uint64_t uid);
+    bool add_locked(pid_t tid, uint64_t uid, bool from_thread_start = false);
+    void new_arming_locked();
     int64_t random_phase_locked();
     void refresh_perf_budget_locked(int* min_fd);
     void remove_locked(std::unordered_map<pid_t, Entry>::iterator it);
@@ -110,6 +124,7 @@ private:
     uint64_t failed_deleted_mark_ = 0;
     int64_t failed_since_ns_ = 0;
     RegistryCounters counters_;
+    std::atomic<uint64_t> arming_{0};  // see birth_mark()
 };
 
 }  // namespace spprof
