@@ -21,11 +21,15 @@ struct FrameKey {
     bool operator==(const FrameKey&) const = default;
 };
 
+// What a thread was doing in a sample (Sample.state).
+enum class ThreadState : uint8_t { cpu = 0, idle = 1, gil = 2, gc = 3 };
+
 struct SampleRecord {
     int64_t timestamp_ns;
     int32_t tid;
     uint32_t stack;  // stack id; 0 = empty stack
     uint32_t weight;
+    ThreadState state;
 };
 
 class Aggregator {

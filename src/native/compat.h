@@ -119,6 +119,16 @@ inline int32_t frame_instr_index(const InterpreterFrame* f, PyObject* code) {
     return static_cast<int32_t>(ip - base);
 }
 
+// Where a frame is in its bytecode (the pointer frame_instr_index reads).
+// ASYNC-SIGNAL-SAFE.
+inline const void* frame_instr_pointer(const InterpreterFrame* f) {
+#if PY_VERSION_HEX < 0x030D0000
+    return f->prev_instr;
+#else
+    return f->instr_ptr;
+#endif
+}
+
 // C frames (3.11/3.12). Each run of the eval loop links a _PyCFrame into
 // tstate->cframe, and the first interpreter frame it runs (the "entry":
 // is_entry on 3.11, the C-stack shim on 3.12) has as `previous` the

@@ -53,12 +53,14 @@ bool in_data_stack(PyThreadState* tstate, const void* p, size_t n) {
     return false;
 }
 
-// The frame at `frame`, in place when it is in the data stack, else copied
-// into `scratch`; nullptr when it cannot be read. `copied` says which.
+// The frame at `frame`, in place when it is in the data stack of `tstate`
+// (the calling thread's own), else copied into `scratch`; nullptr when it
+// cannot be read. `copied` says which. Without `tstate` (another thread's
+// frames) always copied.
 const compat::InterpreterFrame* read_frame(PyThreadState* tstate,
                                            const compat::InterpreterFrame* frame,
                                            compat::InterpreterFrame* scratch, bool* copied) {
-    if (in_data_stack(tstate, frame, sizeof *frame)) {
+    if (tstate != nullptr && in_data_stack(tstate, frame, sizeof *frame)) {
         *copied = false;
         return frame;
     }
@@ -164,7 +166,89 @@ WalkResult walk_chain(PyThreadState* tstate, const compat::InterpreterFrame* fra
     return r;
 }
 
+// A copy of the thread state at `tstate` if it is still the one of thread
+// `tid` with unique id `uid`.
+bool copy_thread_state(PyThreadState* tstate, pid_t tid, uint64_t uid, PyThreadState* out) {
+    return plausible_pointer(tstate) && copy_unsafe(out, tstate, sizeof *out) &&
+           compat::thread_state_unique_id(out) == uid &&
+           static_cast<pid_t>(compat::thread_state_native_id(out)) == tid;
+}
+
+// Where another thread is: its top C frame (3.11/3.12), current frame, and
+// that frame's code, caller and instruction.
+struct Position {
+    const compat::CFrame* cf = nullptr;
+    compat::CFrame cf_copy{};
+    const compat::InterpreterFrame* frame = nullptr;
+    const void* code = nullptr;
+    const void* previous = nullptr;
+    const void* instr = nullptr;
+    bool same_as(const Position& o) const {
+        return cf == o.cf && frame == o.frame && code == o.code && previous == o.previous &&
+               instr == o.instr;
+    }
+};
+
+// The position of a copied thread state; false if it cannot be read.
+bool position_of(const PyThreadState* copy, Position* p) {
+    if constexpr (!compat::kHasCFrames) {
+        p->frame = compat::current_frame(const_cast<PyThreadState*>(copy));
+    } else {
+        p->cf = compat::top_cframe(const_cast<PyThreadState*>(copy));
+        if (p->cf != nullptr) {
+            if (!plausible_pointer(p->cf) || !copy_unsafe(&p->cf_copy, p->cf, sizeof p->cf_copy)) {
+                return false;
+            }
+            p->frame = compat::cframe_current(&p->cf_copy);
+        }
+    }
+    if (p->frame == nullptr) return true;
+    compat::InterpreterFrame f;
+    if (!plausible_pointer(p->frame) || !copy_unsafe(&f, p->frame, sizeof f)) return false;
+    p->code = compat::frame_code(&f);
+    p->previous = f.previous;
+    p->instr = compat::frame_instr_pointer(&f);
+    return true;
+}
+
 }  // namespace
+
+WalkResult walk_other_stack(PyThreadState* tstate, pid_t tid, uint64_t uid, RawFrame* out,
+                            int max_frames, bool* gone) {
+    *gone = false;
+    WalkResult r;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        PyThreadState copy;
+        if (!copy_thread_state(tstate, tid, uid, &copy)) {
+            *gone = true;
+            return WalkResult{};
+        }
+        Position before;
+        if (!position_of(&copy, &before)) {
+            r = WalkResult{};
+            r.invalid = true;
+            continue;
+        }
+        r = walk_chain(nullptr, before.frame, before.cf,
+                       before.cf == nullptr ? nullptr : &before.cf_copy, out, max_frames, nullptr);
+        // The thread may have run meanwhile: what was read holds only if it
+        // is still where the walk started (same frame, same code, same
+        // caller, same instruction).
+        PyThreadState after_copy;
+        if (!copy_thread_state(tstate, tid, uid, &after_copy)) {
+            *gone = true;
+            return WalkResult{};
+        }
+        Position after;
+        if (!position_of(&after_copy, &after) || !after.same_as(before)) {
+            r = WalkResult{};
+            r.invalid = true;
+            continue;
+        }
+        if (!r.invalid) return r;
+    }
+    return r;
+}
 
 WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames,
                           const void* gc_frame) {

@@ -9,6 +9,8 @@
 
 #include <Python.h>
 
+#include <sys/types.h>
+
 #include <cstdint>
 
 #include "sample_buffer.h"
@@ -29,5 +31,17 @@ struct WalkResult {
 // ASYNC-SIGNAL-SAFE.
 WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames,
                           const void* gc_frame = nullptr);
+
+// Walk the frames of another thread of this process: `tstate` is thread
+// `tid`'s thread state with unique id `uid`, as last seen with the GIL
+// held; the thread may have exited (its state freed, the memory unmapped or
+// reused) or be running. Everything is copied with process_vm_readv and
+// checked: the state must still be that thread's (else `*gone`), and the
+// thread must still be at the same frame after the walk (else it is tried
+// once more, then reported `invalid`). For threads that are blocked (the
+// point of wall-clock sampling) the frames do not change. Never faults;
+// takes no lock; not for a signal handler (it is not needed there).
+WalkResult walk_other_stack(PyThreadState* tstate, pid_t tid, uint64_t uid, RawFrame* out,
+                            int max_frames, bool* gone);
 
 }  // namespace spprof

@@ -26,14 +26,15 @@ using spprof::Session;
 
 PyObject* native_start(PyObject*, PyObject* args, PyObject* kwargs) {
     static const char* kwlist[] = {"interval_ns", "memory_limit_bytes", "take_over_sigprof",
-                                   "warning_category", "backend", nullptr};
+                                   "warning_category", "backend", "mode", nullptr};
     const char* backend = "auto";
+    const char* mode = "cpu";
     long long interval_ns = 0;
     unsigned long long memory_limit = 0;
     int take_over = 0;
     PyObject* category = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LK|pOs", const_cast<char**>(kwlist), &interval_ns,
-                                     &memory_limit, &take_over, &category, &backend)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LK|pOss", const_cast<char**>(kwlist), &interval_ns,
+                                     &memory_limit, &take_over, &category, &backend, &mode)) {
         return nullptr;
     }
     if (category != Py_None &&
@@ -61,6 +62,15 @@ PyObject* native_start(PyObject*, PyObject* args, PyObject* kwargs) {
     } else {
         PyErr_Format(PyExc_ValueError, "backend must be 'auto', 'perf_event' or 'timer_create', got %R",
                      PyTuple_GET_SIZE(args) > 4 ? PyTuple_GET_ITEM(args, 4) : Py_None);
+        return nullptr;
+    }
+    std::string m = mode;
+    if (m == "cpu") {
+        opts.mode = spprof::StartOptions::Mode::cpu;
+    } else if (m == "wall") {
+        opts.mode = spprof::StartOptions::Mode::wall;
+    } else {
+        PyErr_Format(PyExc_ValueError, "mode must be 'cpu' or 'wall', got '%s'", mode);
         return nullptr;
     }
     spprof::prepare_thread_for_exceptions();

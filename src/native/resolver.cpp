@@ -79,7 +79,15 @@ size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& ou
             if (keep && stack == 0) extend(special_frame("<no Python frame>", out));
             if (keep) {
                 size_t others = codes.approx_bytes() + approx_bytes();
-                keep = out.add_sample(SampleRecord{slot->timestamp_ns, slot->tid, stack, slot->weight},
+                ThreadState state = ThreadState::cpu;
+                if (slot->flags & kSampleGilWait) {
+                    state = ThreadState::gil;
+                } else if (slot->flags & kSampleOffCpu) {
+                    state = ThreadState::idle;
+                } else if (gc_pos >= 0) {
+                    state = ThreadState::gc;
+                }
+                keep = out.add_sample(SampleRecord{slot->timestamp_ns, slot->tid, stack, slot->weight, state},
                                       others < budget ? budget - others : 0);
             }
         } catch (const std::bad_alloc&) {

@@ -91,16 +91,18 @@ bool add_sample_columns(PyObject* result, const Aggregator& aggregator, const Th
     std::stable_sort(sorted.begin(), sorted.end(), [](const SampleRecord& a, const SampleRecord& b) {
         return a.timestamp_ns < b.timestamp_ns;
     });
-    std::vector<int64_t> ts, tid, stack, weight;
+    std::vector<int64_t> ts, tid, stack, weight, state;
     ts.reserve(samples.size());
     tid.reserve(samples.size());
     stack.reserve(samples.size());
     weight.reserve(samples.size());
+    state.reserve(samples.size());
     for (const SampleRecord& r : sorted) {
         ts.push_back(r.timestamp_ns);
         tid.push_back(r.tid);
         stack.push_back(r.stack);
         weight.push_back(r.weight);
+        state.push_back(static_cast<int64_t>(r.state));
     }
     PyObject* py_names = PyDict_New();
     for (const auto& [t, name] : names.names()) {
@@ -115,6 +117,7 @@ bool add_sample_columns(PyObject* result, const Aggregator& aggregator, const Th
               put(result, "stacks", int64_bytes(stack_cols)) &&
               put(result, "timestamps", int64_bytes(ts)) && put(result, "thread_ids", int64_bytes(tid)) &&
               put(result, "stack_ids", int64_bytes(stack)) && put(result, "weights", int64_bytes(weight)) &&
+              put(result, "states", int64_bytes(state)) &&
               put(result, "thread_names", py_names) &&
               put(result, "start_monotonic_ns", PyLong_FromLongLong(start_monotonic_ns));
     return ok;
@@ -131,6 +134,7 @@ Stats collect_stats(Session& session) {
     s.active = x.active_;
     s.paused = x.paused();
     s.backend = x.registry_.backend() == ThreadRegistry::Backend::perf_event ? "perf_event" : "timer_create";
+    s.mode = x.run_.options.mode == StartOptions::Mode::wall ? "wall" : "cpu";
     s.interval_ns = x.run_.options.interval_ns;
     s.signals = c.signals.load();
     s.captured_samples = c.samples.load();
@@ -174,6 +178,16 @@ Stats collect_stats(Session& session) {
     s.memory_bytes = static_cast<int64_t>(memory_in_use(x.memory_use()));
     s.memory_limit_bytes = static_cast<int64_t>(x.run_.options.memory_limit_bytes);
     s.allocation_failures = x.resolver_.allocation_failures() + x.run_.tick_failures + x.codes_.lost_deaths();
+    WallCounters w = x.wall_.counters();
+    s.wall_ticks = w.ticks;
+    s.wall_late_ticks = w.late_ticks;
+    s.off_cpu_samples = w.idle_samples;
+    s.gil_wait_samples = w.gil_samples;
+    s.torn_walks = w.torn_walks;
+    s.wall_dropped = w.dropped;
+    s.wall_dropped_weight = w.dropped_weight;
+    s.state_reads = w.syscall_reads;
+    s.wall_cpu_ns = w.cpu_ns;
     return s;
 }
 

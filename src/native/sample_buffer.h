@@ -26,6 +26,8 @@ struct RawFrame {
 // SampleSlot::flags
 inline constexpr uint16_t kSampleSubinterpreter = 1;  // the thread ran another interpreter
 inline constexpr uint16_t kSampleIncomplete = 2;      // the frame chain could not be read
+inline constexpr uint16_t kSampleOffCpu = 4;          // wall mode: time off CPU (wall_reader.h)
+inline constexpr uint16_t kSampleGilWait = 8;         // ... spent waiting for the GIL
 
 struct SampleSlot {
     std::atomic<uint64_t> seq;

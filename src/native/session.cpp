@@ -1,5 +1,7 @@
 #include "session.h"
 
+#include "compat_internal.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -122,7 +124,8 @@ bool Session::start(const StartOptions& options) {
 
     // The thread that starts the session first: when timers are scarce
     // (RLIMIT_SIGPENDING, descriptors), the one that asked gets one.
-    registry_.register_thread(current_tid(), compat::thread_state_unique_id(PyThreadState_Get()));
+    registry_.register_thread(current_tid(), compat::thread_state_unique_id(PyThreadState_Get()),
+                              PyThreadState_Get());
     registry_.sync_with_interpreter(PyThreadState_GetInterpreter(PyThreadState_Get()));
     if (registry_.size() == 0) {
         RegistryCounters c = registry_.counters();
@@ -138,6 +141,17 @@ bool Session::start(const StartOptions& options) {
 
     int err = service_.start(&registry_, &Session::tick_on_service_thread);
     if (err != 0) return fail_start(std::string("cannot start the service thread: ") + strerror(err));
+    wall_.reset_counters();
+    if (options.mode == StartOptions::Mode::wall) {
+        PyInterpreterState* interp = PyThreadState_GetInterpreter(PyThreadState_Get());
+        wall_.set_paused(false);
+        err = wall_.start(&registry_, &buffer_, options.interval_ns, spprof_gil_address(interp),
+                          spprof_gil_size());
+        if (err != 0) {
+            return fail_start(std::string("cannot start the wall-clock reader thread: ") +
+                              strerror(err));
+        }
+    }
     if (WarningQueue::instance().flush() != 0) {
         // Interrupted (Ctrl-C) while warning: the program's exception wins
         // and the session does not stay running behind its back.
@@ -221,6 +235,7 @@ bool Session::pause() {
     // A handler that passed the check before may still be reading a
     // perf_event grid, which disarming moves: wait for it.
     handler_state().paused.store(true);
+    wall_.set_paused(true);
     wait_for_handlers_to_finish();
     if (!exec_pending_.load()) registry_.set_interval(0);
     run_.paused_at_ns = monotonic_now_ns();
@@ -232,6 +247,7 @@ bool Session::resume() {
     if (!exec_pending_.load()) registry_.set_interval(run_.options.interval_ns);
     run_.paused_total_ns += monotonic_now_ns() - run_.paused_at_ns;
     handler_state().paused.store(false);
+    if (!exec_pending_.load()) wall_.set_paused(false);
     return true;
 }
 
@@ -244,6 +260,7 @@ void Session::before_exec() {
     // is in place. Our POSIX timers and perf_event descriptors (close on
     // exec) do not survive execve.
     registry_.set_interval(0);
+    wall_.set_paused(true);
     suspend_signal_handler_for_exec();
 }
 
@@ -251,7 +268,10 @@ void Session::resume_after_failed_exec() {
     if (!exec_pending_.load()) return;
     resume_signal_handler_after_exec();
     exec_pending_.store(false);
-    if (!handler_state().paused.load()) registry_.set_interval(run_.options.interval_ns);
+    if (!handler_state().paused.load()) {
+        registry_.set_interval(run_.options.interval_ns);
+        wall_.set_paused(false);
+    }
 }
 
 void Session::before_fork() {
@@ -259,7 +279,10 @@ void Session::before_fork() {
     // them in /proc: ours would make every fork of a single-threaded program
     // warn. The service thread is stopped across the fork; sampling goes on
     // meanwhile (the handler does not need it), the buffer waits.
-    if (active_) service_.stop_for_fork();
+    if (active_) {
+        wall_.stop_for_fork();
+        service_.stop_for_fork();
+    }
 }
 
 void Session::after_fork_in_parent() {
@@ -276,6 +299,10 @@ int Session::restart_service_pending(void*) {
 }
 
 void Session::resume_service_after_fork() {
+    if (active_ && wall_.resume_after_fork() > 0) {
+        warn("spprof: cannot restart the wall-clock reader thread after fork(); time off CPU "
+             "is not sampled from now on");
+    }
     if (active_ && service_.resume_after_fork() > 0) {
         warn("spprof: cannot restart the service thread after fork(); samples are resolved "
              "only at stop() from now on (and dropped when the buffer is full)");
@@ -291,6 +318,7 @@ void Session::after_fork_in_child() {
     restore_signal_handler_after_fork();
     s.registry_.forget_after_fork();
     s.service_.forget_after_fork();  // that thread does not exist in the child
+    s.wall_.forget_after_fork();
     compat::remove_code_death_hook();
     s.gc_.remove();
     s.release_everything();
@@ -303,6 +331,7 @@ PyObject* Session::stop() {
         return nullptr;
     }
     HandlerState& st = handler_state();
+    wall_.stop();
     service_.stop();
     resume_after_failed_exec();  // our handler back, so the restore below finds it
     thread_names_.update();
@@ -377,7 +406,8 @@ int Session::register_current_thread(uint64_t birth_mark) {
     if (!active_) return 0;
     resume_service_after_fork();
     PyThreadState* ts = PyThreadState_Get();
-    return registry_.register_thread(current_tid(), compat::thread_state_unique_id(ts), birth_mark)
+    return registry_.register_thread(current_tid(), compat::thread_state_unique_id(ts), ts,
+                                     birth_mark)
                ? 1
                : 0;
 }

@@ -32,6 +32,7 @@
 #include "stats_schema.h"
 #include "thread_names.h"
 #include "thread_registry.h"
+#include "wall_reader.h"
 
 namespace spprof {
 
@@ -42,6 +43,10 @@ struct StartOptions {
     PyObject* warning_category = nullptr;  // class for warnings; borrowed (kept by WarningQueue)
     enum class Backend { automatic, perf_event, timer_create };
     Backend backend = Backend::automatic;
+    // cpu: CPU time only. wall: also the time threads spend off CPU
+    // (wall_reader.h), so each thread is charged its real time.
+    enum class Mode { cpu, wall };
+    Mode mode = Mode::cpu;
 };
 
 // Everything one session accumulates besides its samples. Replaced as a
@@ -139,6 +144,7 @@ private:
     ThreadNames thread_names_;
     GcMarker gc_;
     ServiceThread service_;
+    WallReader wall_;
 };
 
 }  // namespace spprof

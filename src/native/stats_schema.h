@@ -15,6 +15,7 @@
     X(active, bool)                                                               \
     X(paused, bool)                                                               \
     X(backend, const char*)                                                       \
+    X(mode, const char*)           /* cpu or wall */                              \
     X(interval_ns, int64_t)                                                       \
     X(signals, uint64_t)           /* SIGPROFs from our timers */                 \
     X(captured_samples, uint64_t)  /* stacks the handler recorded */              \
@@ -55,7 +56,16 @@
     X(buffer_capacity, int64_t)                                                   \
     X(memory_bytes, int64_t)                                                      \
     X(memory_limit_bytes, int64_t)                                                \
-    X(allocation_failures, uint64_t)
+    X(allocation_failures, uint64_t)                                              \
+    X(wall_ticks, uint64_t)        /* wall mode: the reader's wake-ups */         \
+    X(wall_late_ticks, uint64_t)   /* ... a whole interval or more late */        \
+    X(off_cpu_samples, uint64_t)   /* ... samples of time off CPU */              \
+    X(gil_wait_samples, uint64_t)  /* ... of those, waiting for the GIL */        \
+    X(torn_walks, uint64_t)        /* ... thread moved while read */              \
+    X(wall_dropped, uint64_t)      /* ... buffer full */                          \
+    X(wall_dropped_weight, uint64_t)                                              \
+    X(state_reads, uint64_t)       /* ... /proc syscall files read */             \
+    X(wall_cpu_ns, int64_t)        /* ... the reader's CPU time */
 
 namespace spprof {
 

@@ -88,9 +88,11 @@ int64_t ThreadRegistry::random_phase_locked() {
     return 1 + static_cast<int64_t>(z % static_cast<uint64_t>(interval_ns_));  // (0, interval]
 }
 
-bool ThreadRegistry::add_locked(pid_t tid, uint64_t uid, bool from_thread_start) {
+bool ThreadRegistry::add_locked(pid_t tid, uint64_t uid, PyThreadState* tstate,
+                                bool from_thread_start) {
     Entry entry;
     entry.tstate_uid = uid;
+    entry.tstate = tstate;
     int64_t phase = random_phase_locked();
     int err = -1;
     int min_fd = 0;
@@ -148,14 +150,14 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
     // tid for a moment (3.11 fills a new thread's state with its creator's
     // tid until the new thread starts); the oldest (smallest unique id) is
     // the one running there.
-    std::unordered_map<pid_t, uint64_t> present;
+    std::unordered_map<pid_t, std::pair<uint64_t, PyThreadState*>> present;
     for (PyThreadState* ts = PyInterpreterState_ThreadHead(interp); ts != nullptr;
          ts = PyThreadState_Next(ts)) {
         auto tid = static_cast<pid_t>(compat::thread_state_native_id(ts));
         if (tid <= 0) continue;  // not bound to a thread yet
         uint64_t uid = compat::thread_state_unique_id(ts);
-        auto [it, inserted] = present.emplace(tid, uid);
-        if (!inserted && uid < it->second) it->second = uid;
+        auto [it, inserted] = present.emplace(tid, std::make_pair(uid, ts));
+        if (!inserted && uid < it->second.first) it->second = {uid, ts};
     }
     std::lock_guard<std::mutex> lock(mu_);
     ++scan_generation_;
@@ -167,7 +169,9 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
             failed_.clear();  // a timer was freed, or time passed: try those threads again
         }
     }
-    for (const auto& [tid, uid] : present) {
+    for (const auto& [tid, seen] : present) {
+        const uint64_t uid = seen.first;
+        PyThreadState* const tstate = seen.second;
         if (tid == ignored_tid_) continue;
         auto failed = failed_.find(tid);
         if (failed != failed_.end()) {
@@ -183,13 +187,14 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
         if (it != threads_.end()) {
             if (it->second.tstate_uid == uid) {
                 it->second.seen = scan_generation_;
+                it->second.tstate = tstate;
                 continue;
             }
             // Same tid, different thread state: the old thread exited and the
             // kernel reused its tid. Its timer is bound to the dead thread.
             remove_locked(it);
         }
-        add_locked(tid, uid);
+        add_locked(tid, uid, tstate);
     }
     for (auto it = threads_.begin(); it != threads_.end();) {
         auto next = std::next(it);
@@ -204,17 +209,21 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
     }
 }
 
-bool ThreadRegistry::register_thread(pid_t tid, uint64_t tstate_uid, uint64_t birth_mark) {
+bool ThreadRegistry::register_thread(pid_t tid, uint64_t tstate_uid, PyThreadState* tstate,
+                                     uint64_t birth_mark) {
     std::lock_guard<std::mutex> lock(mu_);
     const bool born_under_these_timers =
         birth_mark != 0 && birth_mark == arming_.load(std::memory_order_relaxed);
     opted_out_.erase(tid);
     auto it = threads_.find(tid);
     if (it != threads_.end()) {
-        if (it->second.tstate_uid == tstate_uid) return true;
+        if (it->second.tstate_uid == tstate_uid) {
+            it->second.tstate = tstate;
+            return true;
+        }
         remove_locked(it);
     }
-    return add_locked(tid, tstate_uid, born_under_these_timers);
+    return add_locked(tid, tstate_uid, tstate, born_under_these_timers);
 }
 
 bool ThreadRegistry::unregister_thread(pid_t tid) {
@@ -271,6 +280,15 @@ void ThreadRegistry::forget_after_fork() {
     threads_.clear();
     opted_out_.clear();
     failed_.clear();
+}
+
+void ThreadRegistry::sampled_threads(std::vector<Sampled>* out) {
+    out->clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    out->reserve(threads_.size());
+    for (const auto& [tid, entry] : threads_) {
+        if (entry.tstate != nullptr) out->push_back({tid, entry.tstate, entry.tstate_uid});
+    }
 }
 
 size_t ThreadRegistry::size() {

@@ -56,7 +56,8 @@ public:
     // session, not paused or resumed in between), the thread was born under
     // them: its samples cover its CPU from its first instruction (the CPU
     // it used before its timer existed is charged to its first sample).
-    bool register_thread(pid_t tid, uint64_t tstate_uid, uint64_t birth_mark = 0);
+    bool register_thread(pid_t tid, uint64_t tstate_uid, PyThreadState* tstate,
+                         uint64_t birth_mark = 0);
     bool unregister_thread(pid_t tid);
     // The thread is about to exit: delete its timer now rather than at the
     // next scan (a program that churns short threads would otherwise hold
@@ -83,6 +84,15 @@ public:
     // In a fork child: the timers were not inherited; forget them unused.
     void forget_after_fork();
 
+    // Every sampled thread: kernel id, thread state (as last seen with the
+    // GIL held: the thread may have exited since) and its unique id.
+    struct Sampled {
+        pid_t tid;
+        PyThreadState* tstate;
+        uint64_t uid;
+    };
+    void sampled_threads(std::vector<Sampled>* out);
+
     size_t size();
     RegistryCounters counters();
     std::vector<pid_t> thread_ids();
@@ -90,11 +100,12 @@ public:
 private:
     struct Entry {
         uint64_t tstate_uid = 0;
+        PyThreadState* tstate = nullptr;  // as last seen with the GIL held
         ThreadTimer timer;
         uint64_t seen = 0;
     };
     // mu_ held.
-    bool add_locked(pid_t tid, uint64_t uid, bool from_thread_start = false);
+    bool add_locked(pid_t tid, uint64_t uid, PyThreadState* tstate, bool from_thread_start = false);
     void new_arming_locked();
     int64_t random_phase_locked();
     void refresh_perf_budget_locked(int* min_fd);

@@ -31,6 +31,7 @@ STATS_KEYS: dict[str, tuple[type, str]] = {
     "active": (bool, LAST),
     "paused": (bool, LAST),
     "backend": (str, LAST),
+    "mode": (str, LAST),
     "interval_ns": (int, LAST),
     "signals": (int, SUM),
     "captured_samples": (int, SUM),
@@ -72,6 +73,15 @@ STATS_KEYS: dict[str, tuple[type, str]] = {
     "memory_bytes": (int, MAX),
     "memory_limit_bytes": (int, LAST),
     "allocation_failures": (int, SUM),
+    "wall_ticks": (int, SUM),
+    "wall_late_ticks": (int, SUM),
+    "off_cpu_samples": (int, SUM),
+    "gil_wait_samples": (int, SUM),
+    "torn_walks": (int, SUM),
+    "wall_dropped": (int, SUM),
+    "wall_dropped_weight": (int, SUM),
+    "state_reads": (int, SUM),
+    "wall_cpu_ns": (int, SUM),
 }
 
 # Only in the result of stop(): the samples, as columns. start_monotonic_ns
@@ -84,6 +94,7 @@ RESULT_KEYS: dict[str, type] = {
     "thread_ids": bytes,
     "stack_ids": bytes,
     "weights": bytes,
+    "states": bytes,
     "thread_names": dict,
     "start_monotonic_ns": int,
 }

@@ -1,0 +1,271 @@
+#include "wall_reader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <Python.h>
+
+#include <exception>
+
+#include "frame_walker.h"
+#include "os_clock.h"
+#include "sample_buffer.h"
+#include "sampler.h"
+#include "signal_handler.h"
+#include "wakeup.h"
+
+namespace spprof {
+
+namespace {
+
+int64_t thread_cpu_ns_of(pid_t tid) {
+    timespec ts;
+    if (clock_gettime(thread_cpu_clock(tid), &ts) != 0) return -1;
+    return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Sleep until `deadline_ns` (CLOCK_MONOTONIC) or until `word` is set.
+void sleep_until(std::atomic<uint32_t>* word, int64_t deadline_ns) {
+    if (word->load(std::memory_order_acquire) != 0) return;
+    timespec ts{static_cast<time_t>(deadline_ns / 1'000'000'000),
+                static_cast<long>(deadline_ns % 1'000'000'000)};
+    // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline.
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_BITSET_PRIVATE, 0, &ts,
+            nullptr, FUTEX_BITSET_MATCH_ANY);
+}
+
+}  // namespace
+
+int WallReader::start(ThreadRegistry* registry, SampleBuffer* buffer, int64_t interval_ns,
+                      const void* gil, size_t gil_size) {
+    registry_ = registry;
+    buffer_ = buffer;
+    interval_ns_ = interval_ns;
+    gil_lo_ = reinterpret_cast<uintptr_t>(gil);
+    gil_hi_ = gil_lo_ + gil_size;
+    stop_.store(false);
+    stop_word_.store(0);
+    tid_.store(0);
+    balances_.clear();
+    threads_.clear();
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    // Small (it keeps one stack's frames on it, 2 KiB): a default 8 MiB
+    // reservation can fail under an address-space limit.
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    int err = pthread_create(&thread_, &attr, &WallReader::main, this);
+    pthread_attr_destroy(&attr);
+    if (err == 0) running_ = true;
+    return err;
+}
+
+void WallReader::stop() {
+    stopped_for_fork_ = false;
+    if (!running_) return;
+    stop_.store(true, std::memory_order_release);
+    wakeup_signal(&stop_word_);
+    // The reader never takes the GIL, but the thread joining it must not
+    // hold it while waiting either (other threads keep running).
+    Py_BEGIN_ALLOW_THREADS pthread_join(thread_, nullptr);
+    Py_END_ALLOW_THREADS running_ = false;
+    tid_.store(0);
+}
+
+void WallReader::stop_for_fork() {
+    if (!running_) return;
+    stop();
+    stopped_for_fork_ = true;
+}
+
+int WallReader::resume_after_fork() {
+    if (!stopped_for_fork_) return -1;
+    stopped_for_fork_ = false;
+    return start(registry_, buffer_, interval_ns_, reinterpret_cast<const void*>(gil_lo_),
+                 gil_hi_ - gil_lo_);
+}
+
+WallCounters WallReader::counters() const {
+    WallCounters c;
+    c.ticks = ticks_.load();
+    c.late_ticks = late_ticks_.load();
+    c.idle_samples = idle_samples_.load();
+    c.gil_samples = gil_samples_.load();
+    c.torn_walks = torn_walks_.load();
+    c.dropped = dropped_.load();
+    c.dropped_weight = dropped_weight_.load();
+    c.syscall_reads = syscall_reads_.load();
+    c.cpu_ns = ended_cpu_ns_.load();
+    pid_t tid = tid_.load();
+    if (running_ && tid != 0) {
+        int64_t now = thread_cpu_ns_of(tid);
+        if (now > 0) c.cpu_ns += now;
+    }
+    return c;
+}
+
+void WallReader::reset_counters() {
+    for (auto* a : {&ticks_, &late_ticks_, &idle_samples_, &gil_samples_, &torn_walks_, &dropped_,
+                    &dropped_weight_, &syscall_reads_}) {
+        a->store(0);
+    }
+    ended_cpu_ns_.store(0);
+}
+
+void* WallReader::main(void* arg) {
+    static_cast<WallReader*>(arg)->loop();
+    return nullptr;
+}
+
+void WallReader::loop() {
+    prepare_thread_for_exceptions();
+    prctl(PR_SET_NAME, kWallThreadName, 0, 0, 0);
+    tid_.store(current_tid());
+    int64_t last = monotonic_now_ns();
+    int64_t next = last + interval_ns_;
+    while (!stop_.load(std::memory_order_acquire)) {
+        sleep_until(&stop_word_, next);
+        if (stop_.load(std::memory_order_acquire)) break;
+        int64_t now = monotonic_now_ns();
+        if (now < next) continue;  // woken early (spuriously)
+        ticks_.fetch_add(1, std::memory_order_relaxed);
+        // The next point of the grid after now: a reader that was held up
+        // (the machine overloaded) charges the whole time it missed at its
+        // next tick, in the balances, not by catching up tick after tick.
+        if (now - next >= interval_ns_) late_ticks_.fetch_add(1, std::memory_order_relaxed);
+        next += ((now - next) / interval_ns_ + 1) * interval_ns_;
+        try {
+            tick(now, now - last);
+        } catch (const std::exception&) {
+            // Out of memory listing the threads: this tick is skipped, its
+            // time is charged at the next one.
+            continue;
+        }
+        last = now;
+    }
+    ended_cpu_ns_.fetch_add(thread_cpu_now_ns());
+}
+
+void WallReader::tick(int64_t now, int64_t elapsed) {
+    registry_->sampled_threads(&threads_);
+    ++generation_;
+    const bool paused = paused_.load(std::memory_order_acquire);
+    for (const ThreadRegistry::Sampled& t : threads_) {
+        const int64_t cpu = thread_cpu_ns_of(t.tid);
+        if (cpu < 0) continue;  // exited
+        auto [it, inserted] = balances_.try_emplace(t.tid);
+        Balance& b = it->second;
+        if (inserted || b.uid != t.uid) {
+            // First seen (or a new thread with a reused id): its time counts
+            // from here.
+            b = Balance{};
+            b.uid = t.uid;
+            b.last_cpu_ns = cpu;
+            b.seen = generation_;
+            continue;
+        }
+        b.seen = generation_;
+        const int64_t used = cpu - b.last_cpu_ns;
+        b.last_cpu_ns = cpu;
+        if (paused) {
+            b.off_ns = 0;
+            continue;
+        }
+        const int64_t off = elapsed - used;
+        if (off > 0) b.off_ns += off;
+        if (b.off_ns < interval_ns_) continue;
+        const int64_t whole = b.off_ns / interval_ns_;
+        b.off_ns -= whole * interval_ns_;
+        if (b.classified_cpu_ns != cpu) {
+            b.waits_for_gil = waits_for_gil(t.tid);
+            b.classified_cpu_ns = cpu;
+        }
+        write_sample(t, static_cast<uint32_t>(whole > UINT32_MAX ? UINT32_MAX : whole),
+                     b.waits_for_gil, now);
+    }
+    for (auto it = balances_.begin(); it != balances_.end();) {
+        it = it->second.seen == generation_ ? std::next(it) : balances_.erase(it);
+    }
+}
+
+bool WallReader::waits_for_gil(pid_t tid) {
+    // "<nr> <arg0> <arg1> ... <sp> <pc>" for a thread blocked in a system
+    // call, "running" or "-1 <sp> <pc>" otherwise (proc(5)).
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", static_cast<int>(tid));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char text[256];
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    syscall_reads_.fetch_add(1, std::memory_order_relaxed);
+    if (n <= 0) return false;
+    text[n] = '\0';
+    char* end = nullptr;
+    long nr = strtol(text, &end, 10);
+    if (end == text || nr != SYS_futex) return false;
+    unsigned long long address = strtoull(end, nullptr, 16);
+    return address >= gil_lo_ && address < gil_hi_;
+}
+
+void WallReader::write_sample(const ThreadRegistry::Sampled& t, uint32_t weight, bool gil,
+                              int64_t now) {
+    HandlerState& st = handler_state();
+    // Counted as a capture in flight, like a handler: stop() and the code
+    // registry's pruning wait for it.
+    st.inflight.fetch_add(1, std::memory_order_seq_cst);
+    if (!st.active.load(std::memory_order_seq_cst)) {
+        st.inflight.fetch_sub(1, std::memory_order_release);
+        return;
+    }
+    const uint64_t epoch = st.code_epoch.load(std::memory_order_acquire);
+    RawFrame frames[kMaxDepth];
+    bool gone = false;
+    WalkResult walk = walk_other_stack(t.tstate, t.tid, t.uid, frames, kMaxDepth, &gone);
+    if (gone) {
+        // Exited meanwhile: its last off-CPU time goes with it.
+        st.inflight.fetch_sub(1, std::memory_order_release);
+        return;
+    }
+    SampleSlot* slot = buffer_->try_claim();
+    if (slot == nullptr) {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        dropped_weight_.fetch_add(weight, std::memory_order_relaxed);
+        st.inflight.fetch_sub(1, std::memory_order_release);
+        return;
+    }
+    slot->timestamp_ns = now;
+    slot->code_epoch = epoch;
+    slot->tid = t.tid;
+    slot->weight = weight;
+    slot->gc_pos = -1;
+    slot->flags = kSampleOffCpu | (gil ? kSampleGilWait : 0);
+    if (walk.invalid) {
+        slot->depth = 0;
+        slot->truncated = 0;
+        slot->flags |= kSampleIncomplete;
+        torn_walks_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+        memcpy(slot->frames, frames, sizeof(RawFrame) * walk.depth);
+        slot->depth = walk.depth;
+        slot->truncated = walk.truncated ? 1 : 0;
+    }
+    buffer_->publish(slot);
+    idle_samples_.fetch_add(1, std::memory_order_relaxed);
+    if (gil) gil_samples_.fetch_add(1, std::memory_order_relaxed);
+    if (st.wake_enabled.load(std::memory_order_relaxed) &&
+        buffer_->approx_size() >= st.wake_threshold &&
+        !st.wake_pending.exchange(true, std::memory_order_acq_rel)) {
+        wakeup_signal(&st.wake_word);
+    }
+    st.inflight.fetch_sub(1, std::memory_order_release);
+}
+
+}  // namespace spprof
