@@ -907,3 +907,53 @@ def test_browser_markers_have_no_location(driver, tmp_path):
     assert rows["<lambda>"][1] == "app.py:77"
     assert frames_named(driver, "<lambda>")[0]["loc"] == "app.py:77"
     assert severe_console(driver) == []
+
+
+def wall_profile() -> Profile:
+    """A wall-mode profile: 20 intervals on CPU in `work`, 60 idle in
+    `wait_here` (ending in <idle>), 20 waiting for the GIL in `contend`."""
+    main = Frame("<module> app", "/app/app.py", 1)
+    samples = (
+        [Sample(i, 7, "MainThread", (main, Frame("work", "/app/app.py", 10)), 1, "cpu")
+         for i in range(20)]
+        + [Sample(100 + i, 7, "MainThread", (main, Frame("wait_here", "/app/app.py", 20)), 3, "idle")
+           for i in range(20)]
+        + [Sample(200 + i, 8, "worker", (main, Frame("contend", "/app/app.py", 30)), 2, "gil")
+           for i in range(10)]
+    )
+    return Profile(T0, T0 + timedelta(seconds=1), 10, samples)
+
+
+def test_html_wall_mode_facts_and_data():
+    page = render(wall_profile())
+    data = embedded_data(page)
+    assert data["mode"] == "wall"
+    assert data["off_cpu_frames"] == ["<idle>", "<waiting for the GIL>"]
+    for fact in ("Wall time", "On CPU", "Idle", "Waiting for the GIL"):
+        assert f"<dt>{fact}</dt>" in page, fact
+    assert "<dt>CPU time</dt>" not in page
+    assert "<dt>CPU time</dt>" in render(single_thread_profile())
+
+
+def test_browser_wall_mode_idle_toggle(driver, tmp_path):
+    """Idle time is shown by default (wait_here is 60% of the width, its
+    <idle> leaf too); unticking "time off CPU" redraws without it (work is
+    then the whole graph), ticking it brings it back. No re-run."""
+    open_report(driver, wall_profile(), tmp_path / "wall.html")
+    assert driver.execute_script("return document.getElementById('idle-toggle').hidden") is False
+    assert "real time" in driver.execute_script("return document.getElementById('widths').textContent")
+    assert frames_named(driver, "wait_here")[0]["share"] == pytest.approx(0.6, abs=0.01)
+    assert frames_named(driver, "<idle>")[0]["share"] == pytest.approx(0.6, abs=0.01)
+    assert frames_named(driver, "<waiting for the GIL>")[0]["share"] == pytest.approx(0.2, abs=0.01)
+    toggle = ("var b = document.getElementById('show-idle'); b.checked = arguments[0];"
+              "b.dispatchEvent(new Event('change'));")
+    driver.execute_script(toggle, False)
+    assert frames_named(driver, "<idle>") == [] and frames_named(driver, "wait_here") == []
+    assert frames_named(driver, "work")[0]["share"] == pytest.approx(1.0, abs=0.01)
+    assert "on CPU" in driver.execute_script("return document.getElementById('widths').textContent")
+    driver.execute_script(toggle, True)
+    assert frames_named(driver, "wait_here")[0]["share"] == pytest.approx(0.6, abs=0.01)
+    # A CPU profile has no such control.
+    open_report(driver, single_thread_profile(), tmp_path / "cpu.html")
+    assert driver.execute_script("return document.getElementById('idle-toggle').hidden") is True
+    assert severe_console(driver) == []

@@ -17,9 +17,9 @@ PACKAGE = ROOT / "src" / "spprof"
 # a layer when it is added.
 LAYERS: list[tuple[str, ...]] = [
     ("spprof._errors", "spprof._native", "spprof._files", "spprof._record", "spprof._times",
-     "spprof._groups", "spprof._coverage"),
+     "spprof._groups", "spprof._coverage", "spprof._states"),
     ("spprof.writers",),  # the registry and the writers: formats of a Profile
-    ("spprof._naming", "spprof._model", "spprof._aggregate"),  # the data model
+    ("spprof._naming", "spprof._derived", "spprof._model", "spprof._aggregate"),  # the data model
     ("spprof._limits", "spprof._state"),  # argument limits; process-wide state
     ("spprof._results", "spprof._signals", "spprof._threads"),
     ("spprof._hooks",),  # fork, exec and exit hooks

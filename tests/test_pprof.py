@@ -480,3 +480,33 @@ def test_go_pprof_top_names_module_level_code_after_its_module(tmp_path):
     flat = {name: pct for pct, name in _top_rows(out)}
     assert flat.get("<module> main", 0) > 25.0, out
     assert flat.get("<module> pkg.work", 0) > 25.0, out
+
+
+def test_wall_mode_sample_type_and_state_labels():
+    """A wall-mode profile: the sample type is wall time, and every sample
+    says its state (idle ones end in <idle>, GIL waits in <waiting for the
+    GIL>, collections have <gc>); a CPU profile has no state label (every
+    sample is on CPU)."""
+    gc = Frame("<gc>", "", 0)
+    samples = (
+        [Sample(1, 101, "MainThread", (MAIN, HOT10), 3, "cpu")]
+        + [Sample(2, 101, "MainThread", (MAIN, COLD), 5, "idle")]
+        + [Sample(3, 202, "worker-1", (MAIN, HELPER), 2, "gil")]
+        + [Sample(4, 202, "worker-1", (MAIN, gc), 1, "gc")]
+    )
+    prof = Profile(START, END, INTERVAL_MS, samples)
+    assert prof.mode == "wall"
+    doc = _decoded(prof)
+    st, frame, labels = _resolve(doc)
+    assert [(st[t["type"]], st[t["unit"]]) for t in doc["sample_type"]] == [
+        ("samples", "count"), ("wall", "nanoseconds")]
+    assert st[doc["default_sample_type"]] == "wall"
+    got = sorted(
+        (labels(s)["state"], frame(s["location_id"][0])[0], s["value"][1] // INTERVAL_NS)
+        for s in doc["sample"])
+    assert got == [("cpu", "hot", 3), ("gc", "<gc>", 1), ("gil", "<waiting for the GIL>", 2),
+                   ("idle", "<idle>", 5)]
+    cpu_doc = _decoded(make_profile())
+    cst, _, clabels = _resolve(cpu_doc)
+    assert cst[cpu_doc["default_sample_type"]] == "cpu"
+    assert not any("state" in clabels(s) for s in cpu_doc["sample"])

@@ -65,10 +65,10 @@ class FunctionStats(object)
   field total_weight: int
   method __init__(self, function_name: 'str', filename: 'str', lineno: 'int', self_count: 'int', total_count: 'int', self_weight: 'int', total_weight: 'int') -> None
 class Profile(object)
-  method __init__(self, start_time: 'datetime', end_time: 'datetime', interval_ms: 'float', samples: 'Iterable[Sample]', dropped_count: 'int' = 0, python_version: 'str' = '', platform: 'str' = '') -> 'None'
+  method __init__(self, start_time: 'datetime', end_time: 'datetime', interval_ms: 'float', samples: 'Iterable[Sample]', dropped_count: 'int' = 0, python_version: 'str' = '', platform: 'str' = '', *, mode: 'str | None' = None) -> 'None'
   method aggregate(self) -> 'AggregatedProfile'
   property effective_rate_hz
-  classmethod from_columns(cls, *, start_time: 'datetime', end_time: 'datetime', interval_ms: 'float', stacks: 'Sequence[Stack]', timestamps_ns: 'array', thread_ids: 'array', stack_indices: 'array', weights: 'array', thread_names: 'dict[int, str | None]', dropped_count: 'int' = 0, python_version: 'str' = '', platform: 'str' = '') -> 'Profile'
+  classmethod from_columns(cls, *, start_time: 'datetime', end_time: 'datetime', interval_ms: 'float', stacks: 'Sequence[Stack]', timestamps_ns: 'array', thread_ids: 'array', stack_indices: 'array', weights: 'array', thread_names: 'dict[int, str | None]', dropped_count: 'int' = 0, python_version: 'str' = '', platform: 'str' = '', states: 'array | None' = None, mode: 'str | None' = None) -> 'Profile'
   property interval_ns
   method iter_compact(self) -> 'Iterator[tuple[int, int, int, int]]'
   classmethod joined(cls, parts: 'Sequence[Profile]') -> 'Profile'
@@ -79,17 +79,20 @@ class Profile(object)
   property samples_per_second
   method save(self, path: 'str | os.PathLike[str]', format: 'str | None' = None, **options: 'object') -> 'str'
   property stacks
+  method state_totals_ms(self) -> 'dict[str, float]'
   property thread_ids
   property thread_names
   method to_collapsed(self, *, merge_threads: 'bool' = True) -> 'str'
   method to_speedscope(self) -> 'dict'
   property total_cpu_ms
   property total_duration_ms
+  property total_time_ms
   property total_weight
+  method without_idle(self) -> 'Profile'
 class Profiler(object)
   method __enter__(self) -> 'Profiler'
   method __exit__(self, *exc: 'object') -> 'None'
-  method __init__(self, interval_ms: 'int' = 10, output_path: 'str | os.PathLike[str] | None' = None, memory_limit_mb: 'float' = 100, *, take_over_sigprof: 'bool' = False, backend: 'str' = 'auto') -> 'None'
+  method __init__(self, interval_ms: 'int' = 10, output_path: 'str | os.PathLike[str] | None' = None, memory_limit_mb: 'float' = 100, *, take_over_sigprof: 'bool' = False, backend: 'str' = 'auto', mode: 'str' = 'cpu') -> 'None'
   method pause(self) -> 'bool'
   method resume(self) -> 'bool'
   method start(self) -> 'Profiler'
@@ -127,8 +130,10 @@ class Sample(object)
   field thread_name: str | None
   field frames: Stack
   field weight: int
-  method __init__(self, timestamp_ns: 'int', thread_id: 'int', thread_name: 'str | None', frames: 'Stack', weight: 'int' = 1) -> None
+  field state: str
+  method __init__(self, timestamp_ns: 'int', thread_id: 'int', thread_name: 'str | None', frames: 'Stack', weight: 'int' = 1, state: 'str' = 'cpu') -> None
   property leaf
+  property on_cpu
 class ThreadProfiler(object)
   method __enter__(self) -> 'ThreadProfiler'
   method __exit__(self, *exc: 'object') -> 'None'
@@ -137,10 +142,10 @@ value __version__: str
 def is_active() -> 'bool'
 def is_paused() -> 'bool'
 def pause() -> 'bool'
-def profile(func: 'Callable[..., Any] | None' = None, *, interval_ms: 'int' = 10, output_path: 'str | os.PathLike[str] | None' = None) -> 'Any'
+def profile(func: 'Callable[..., Any] | None' = None, *, interval_ms: 'int' = 10, output_path: 'str | os.PathLike[str] | None' = None, mode: 'str' = 'cpu') -> 'Any'
 def register_thread() -> 'bool'
 def resume() -> 'bool'
-def start(interval_ms: 'int' = 10, output_path: 'str | os.PathLike[str] | None' = None, memory_limit_mb: 'float' = 100, *, take_over_sigprof: 'bool' = False, backend: 'str' = 'auto') -> 'None'
+def start(interval_ms: 'int' = 10, output_path: 'str | os.PathLike[str] | None' = None, memory_limit_mb: 'float' = 100, *, take_over_sigprof: 'bool' = False, backend: 'str' = 'auto', mode: 'str' = 'cpu') -> 'None'
 def stats() -> 'ProfilerStats'
 def stop() -> 'Profile'
 def unregister_thread() -> 'bool'
@@ -204,10 +209,14 @@ STATS_SCHEMA = {
     "sigprof_blocked_threads": int, "stale_signals": int, "subinterpreter_samples": int,
     "timer_create_failures": int, "timer_overruns": int, "timers_created": int,
     "timers_deleted": int, "truncated_stacks": int, "walk_errors": int,
+    "mode": str, "wall_ticks": int, "wall_late_ticks": int, "off_cpu_samples": int,
+    "gil_wait_samples": int, "torn_walks": int, "wall_dropped": int, "wall_dropped_weight": int,
+    "state_reads": int, "wall_cpu_ns": int,
 }
 RESULT_KEYS = {
     "strings": list, "frames": bytes, "stacks": bytes, "timestamps": bytes, "thread_ids": bytes,
-    "stack_ids": bytes, "weights": bytes, "thread_names": dict, "start_monotonic_ns": int,
+    "stack_ids": bytes, "weights": bytes, "states": bytes, "thread_names": dict,
+    "start_monotonic_ns": int,
 }
 
 
@@ -283,6 +292,8 @@ PINNED_MESSAGES = {
     "profiler is active; call spprof.stop()",
     "spprof: cannot restart the service thread after fork(); samples are resolved only at "
     "stop() from now on (and dropped when the buffer is full)",
+    "spprof: cannot restart the wall-clock reader thread after fork(); time off CPU is not "
+    "sampled from now on",
     "spprof: {}",  # the command line's coverage lines
     "spprof: could not continue the program's profiling session: {}",
     "spprof: could not create a sampling timer for",
@@ -378,7 +389,9 @@ STATS = dict(
     registered_threads=2, service_cpu_ns=500_000, service_gil_ticks=3, service_wakes=20,
     signals=9, sigprof_blocked_threads=0, stale_signals=0, subinterpreter_samples=0,
     timer_create_failures=0, timer_overruns=3, timers_created=0, timers_deleted=2,
-    truncated_stacks=1, walk_errors=0,
+    truncated_stacks=1, walk_errors=0, mode="cpu", wall_ticks=0, wall_late_ticks=0,
+    off_cpu_samples=0, gil_wait_samples=0, torn_walks=0, wall_dropped=0, wall_dropped_weight=0,
+    state_reads=0, wall_cpu_ns=0,
 )
 strings = ["<module>", "/srv/app/main.py", "handle", "/srv/app/web.py", "parse",
            "/srv/app/json_util.py", "<gc>", "", "hash_block", "worker"]
@@ -397,6 +410,7 @@ RESULT = dict(STATS,
     stacks=q([v for n in nodes for v in n]),
     timestamps=q([s[0] for s in samples]), thread_ids=q([s[1] for s in samples]),
     stack_ids=q([s[2] for s in samples]), weights=q([s[3] for s in samples]),
+    states=q([0] * len(samples)),
     thread_names={101: "MainThread", 202: "worker-1"},
     start_monotonic_ns=999_000_000,
 )
@@ -455,7 +469,7 @@ emit({
     assert result["started"] is True
     assert result["start_args"] == {
         "interval_ns": 5_000_000, "memory_limit_bytes": 104_857_600,
-        "take_over_sigprof": False, "backend": "auto",
+        "take_over_sigprof": False, "backend": "auto", "mode": "cpu",
     }
     assert result["category"] == "ProfilerWarning"
     main = ["<module> main", "/srv/app/main.py", 3]

@@ -11,6 +11,7 @@ import os
 from . import _session, _state
 from ._limits import (
     check_backend,
+    check_mode,
     check_interval,
     check_memory_limit,
     check_output_path,
@@ -43,10 +44,12 @@ def start(
     *,
     take_over_sigprof: bool = False,
     backend: str = "auto",
+    mode: str = "cpu",
 ) -> None:
     """Start sampling every Python thread of this process.
 
-    ``interval_ms``: CPU time between samples of one thread (1..1000).
+    ``interval_ms``: time between samples of one thread (1..1000): CPU time,
+    and in wall mode also real time off CPU.
     ``output_path``: where ``stop()`` (or interpreter exit) saves the profile;
     the format follows the extension (speedscope by default).
     ``memory_limit_mb``: cap on the memory spprof uses for samples; past it
@@ -59,6 +62,10 @@ def start(
     (a POSIX CPU timer per thread: checked on scheduler ticks only, so
     intervals below 4 ms become overruns and a thread's last partial tick is
     not sampled), or ``"auto"``: perf_event where allowed, else timer_create.
+    ``mode``: ``"cpu"`` samples where CPU time goes; ``"wall"`` where real
+    time goes: also the time threads spend blocked, sleeping or waiting for
+    the GIL (read without signals, so no blocked call is interrupted), each
+    sample marked with its ``state``.
 
     Raises ``ValueError`` for bad arguments, ``RuntimeError`` if a session is
     running, :class:`ProfilerError` if sampling cannot start (the program is
@@ -70,6 +77,7 @@ def start(
         "output_path": check_output_path(output_path),
         "take_over_sigprof": check_take_over_sigprof(take_over_sigprof),
         "backend": check_backend(backend),
+        "mode": check_mode(mode),
     }
     _session.start_session(params)
 

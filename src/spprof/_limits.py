@@ -21,6 +21,8 @@ MIN_MEMORY_LIMIT_MB = 0.1
 MAX_MEMORY_LIMIT_MB = 2**40
 
 BACKENDS = ("auto", "perf_event", "timer_create")
+# cpu: CPU time only; wall: real time, off CPU too (each sample's state says which).
+from ._states import MODES  # noqa: E402
 
 
 def check_interval(interval_ms: object) -> int:
@@ -71,6 +73,13 @@ def check_backend(backend: object) -> str:
         )
     assert isinstance(backend, str)
     return backend
+
+
+def check_mode(mode: object) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}")
+    assert isinstance(mode, str)
+    return mode
 
 
 # What can be wrong with an output path before anything runs, as

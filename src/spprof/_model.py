@@ -17,8 +17,10 @@ import math
 import os
 from array import array
 
+from ._derived import StackTable, join_profiles, on_cpu_only
 from ._record import frozen_record
-from ._times import WallTime, earliest, latest
+from ._states import OFF_CPU, STATE_CODES, STATE_FRAMES, STATES, check_profile_mode
+from ._times import WallTime
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -62,46 +64,47 @@ class Sample:
 
     ``frames`` is root first: ``frames[0]`` is the outermost call and
     ``frames[-1]`` the function that was running (the leaf). ``weight`` is the
-    number of sampling intervals of CPU time this sample stands for
-    (``1 + timer overruns``).
+    number of sampling intervals this sample stands for: of CPU time, or in
+    wall mode of real time. ``state`` is what the thread was doing: ``"cpu"``
+    (running), ``"gc"`` (running a garbage collection), and in wall mode
+    ``"idle"`` (off CPU: blocked, sleeping, or waiting for a processor) or
+    ``"gil"`` (waiting for the GIL).
     """
 
-    __slots__ = ("timestamp_ns", "thread_id", "thread_name", "frames", "weight")
+    __slots__ = ("timestamp_ns", "thread_id", "thread_name", "frames", "weight", "state")
     timestamp_ns: int
     thread_id: int
     thread_name: str | None
     frames: Stack
     weight: int
+    state: str
 
     def __init__(
-        self, timestamp_ns: int, thread_id: int, thread_name: str | None, frames: Stack, weight: int = 1
+        self,
+        timestamp_ns: int,
+        thread_id: int,
+        thread_name: str | None,
+        frames: Stack,
+        weight: int = 1,
+        state: str = "cpu",
     ) -> None:
+        if state not in STATE_CODES:
+            raise ValueError(f"state must be one of {', '.join(map(repr, STATES))}, got {state!r}")
         _set(self, "timestamp_ns", timestamp_ns)
         _set(self, "thread_id", thread_id)
         _set(self, "thread_name", thread_name)
         _set(self, "frames", frames)
         _set(self, "weight", weight)
+        _set(self, "state", state)
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the thread was running (state ``"cpu"`` or ``"gc"``)."""
+        return self.state in ("cpu", "gc")
 
     @property
     def leaf(self) -> Frame | None:
         return self.frames[-1] if self.frames else None
-
-
-class _StackTable:
-    """Unique stacks in first-seen order: ``add`` returns a stack's index."""
-
-    __slots__ = ("_index", "stacks")
-
-    def __init__(self) -> None:
-        self.stacks: list[Stack] = []
-        self._index: dict[Stack, int] = {}
-
-    def add(self, stack: Stack) -> int:
-        i = self._index.get(stack)
-        if i is None:
-            i = self._index[stack] = len(self.stacks)
-            self.stacks.append(stack)
-        return i
 
 
 class Profile:
@@ -110,7 +113,8 @@ class Profile:
     Build one by hand with ``Profile(start_time, end_time, interval_ms,
     samples, dropped_count, python_version, platform)``; the sampler builds
     one with :meth:`from_columns`. ``interval_ms`` is the sampling interval:
-    a sample of weight ``w`` stands for ``w * interval_ms`` of CPU time.
+    a sample of weight ``w`` stands for ``w * interval_ms`` of CPU time, or
+    in wall mode (``mode == "wall"``) of real time, as its ``state`` says.
     """
 
     __slots__ = (
@@ -128,6 +132,8 @@ class Profile:
         "_tid",
         "_stack_idx",
         "_weight",
+        "_state",
+        "mode",
         "_thread_names",
         "_samples",
         "_aggregate",
@@ -143,9 +149,11 @@ class Profile:
         dropped_count: int = 0,
         python_version: str = "",
         platform: str = "",
+        *,
+        mode: str | None = None,
     ) -> None:
-        table = _StackTable()
-        ts, tid, sidx, weight = array("q"), array("q"), array("q"), array("q")
+        table = StackTable()
+        ts, tid, sidx, weight, state = array("q"), array("q"), array("q"), array("q"), array("b")
         names: dict[int, str | None] = {}
         kept: list[Sample] = []
         for s in samples:
@@ -153,6 +161,7 @@ class Profile:
             tid.append(s.thread_id)
             sidx.append(table.add(tuple(s.frames)))
             weight.append(s.weight)
+            state.append(STATE_CODES.get(getattr(s, "state", "cpu"), 0))
             if s.thread_name is not None or s.thread_id not in names:
                 names[s.thread_id] = s.thread_name
             kept.append(s)
@@ -164,6 +173,8 @@ class Profile:
             sidx,
             weight,
         )
+        self._state = state
+        self.mode = check_profile_mode(mode, state)
         self._thread_names = names
         self._samples = kept
 
@@ -211,11 +222,19 @@ class Profile:
         dropped_count: int = 0,
         python_version: str = "",
         platform: str = "",
+        states: array | None = None,
+        mode: str | None = None,
     ) -> Profile:
         """Build from the compact form: one entry per sample in each array,
-        ``stack_indices`` pointing into ``stacks`` (root-first tuples)."""
+        ``stack_indices`` pointing into ``stacks`` (root-first tuples);
+        ``states`` holds each sample's state as its index in ``STATES``
+        (all ``"cpu"`` when omitted)."""
         n = len(timestamps_ns)
-        if not (len(thread_ids) == len(stack_indices) == len(weights) == n):
+        if states is None:
+            states = array("b", bytes(n))
+        elif not isinstance(states, array) or states.typecode != "b":
+            states = array("b", states)
+        if not (len(thread_ids) == len(stack_indices) == len(weights) == len(states) == n):
             raise ValueError("sample columns must all have the same length")
         self = cls.__new__(cls)
         self._init(start_time, end_time, interval_ms, dropped_count, python_version, platform)
@@ -226,6 +245,8 @@ class Profile:
             stack_indices,
             weights,
         )
+        self._state = states
+        self.mode = check_profile_mode(mode, states)
         self._thread_names = dict(thread_names)
         self._samples = None
         return self
@@ -239,8 +260,8 @@ class Profile:
             names = self._thread_names
             stacks = self._stacks
             self._samples = [
-                Sample(t, th, names.get(th), stacks[i], w)
-                for t, th, i, w in zip(self._ts, self._tid, self._stack_idx, self._weight)
+                Sample(t, th, names.get(th), stacks[i], w, STATES[s])
+                for t, th, i, w, s in zip(self._ts, self._tid, self._stack_idx, self._weight, self._state)
             ]
         return self._samples
 
@@ -267,8 +288,29 @@ class Profile:
 
     @property
     def total_cpu_ms(self) -> float:
-        """CPU time the samples stand for: sum of weights x interval."""
+        """CPU time the samples stand for: weights x interval of the samples
+        taken on CPU (all of them in CPU mode)."""
+        if self.mode == "cpu":
+            return self.total_weight * self.interval_ms
+        return self.state_totals_ms()["cpu"] + self.state_totals_ms()["gc"]
+
+    @property
+    def total_time_ms(self) -> float:
+        """Time the samples stand for: CPU time in CPU mode, real time (on
+        and off CPU, all threads) in wall mode."""
         return self.total_weight * self.interval_ms
+
+    def state_totals_ms(self) -> dict[str, float]:
+        """Time per state (``STATES``), all threads: weights x interval."""
+        totals = [0] * len(STATES)
+        for s, w in zip(self._state, self._weight):
+            totals[s] += w
+        return {name: totals[i] * self.interval_ms for i, name in enumerate(STATES)}
+
+    def without_idle(self) -> Profile:
+        """The samples taken on CPU only (a wall-mode profile without its
+        idle and GIL-wait time: what CPU mode would have shown)."""
+        return on_cpu_only(self)
 
     @property
     def total_duration_ms(self) -> float:
@@ -276,13 +318,14 @@ class Profile:
 
     @property
     def effective_rate_hz(self) -> float:
-        """Samples actually taken per second of sampled CPU time.
+        """Samples actually taken per second of sampled time (CPU time; in
+        wall mode real time, on and off CPU).
 
         Equals ``1000 / interval_ms`` when every timer expiry produced a
         sample; lower when the kernel folded expiries into overruns (CPU
         timers fire at most once per scheduler tick)."""
-        cpu_s = self.total_cpu_ms / 1000.0
-        return self.sample_count / cpu_s if cpu_s > 0 else 0.0
+        sampled_s = self.total_time_ms / 1000.0
+        return self.sample_count / sampled_s if sampled_s > 0 else 0.0
 
     @property
     def samples_per_second(self) -> float:
@@ -313,16 +356,23 @@ class Profile:
         from ._aggregate import AggregatedProfile, AggregatedStack
 
         if self._aggregate is None:
-            acc: dict[tuple[int, int], list[int]] = {}
-            for th, i, w in zip(self._tid, self._stack_idx, self._weight):
-                a = acc.get((th, i))
+            # Off-CPU samples end in a frame naming the state (<idle>,
+            # <waiting for the GIL>): every output shows where a thread
+            # waited, under the function that waited.
+            acc: dict[tuple[int, int, int], list[int]] = {}
+            for th, i, w, s in zip(self._tid, self._stack_idx, self._weight, self._state):
+                a = acc.get((th, i, s))
                 if a is None:
-                    acc[(th, i)] = [1, w]
+                    acc[(th, i, s)] = [1, w]
                 else:
                     a[0] += 1
                     a[1] += w
+            state_frames = {
+                STATE_CODES[name]: (Frame(label, "", 0),) for name, label in STATE_FRAMES.items()
+            }
             stacks = [
-                AggregatedStack(th, self._stacks[i], c, w) for (th, i), (c, w) in acc.items()
+                AggregatedStack(th, self._stacks[i] + state_frames.get(s, ()), c, w)
+                for (th, i, s), (c, w) in acc.items()
             ]
             self._aggregate = AggregatedProfile(
                 self.interval_ns, stacks, dict(self._thread_names)
@@ -378,66 +428,13 @@ class Profile:
         that divides them all (their greatest common divisor, in
         nanoseconds), each sample's weight scaled to that interval, so CPU
         totals are exact."""
-        if not parts:
-            raise ValueError("joined() needs at least one profile")
-        if len(parts) == 1:
-            return parts[0]
-        unit = 0
-        for p in parts:
-            unit = math.gcd(unit, p.interval_ns)
-        if unit <= 0:
-            raise ValueError("profiles to join need intervals of at least 1 ns")
-        table = _StackTable()
-        ts, tid, sidx, weight = array("q"), array("q"), array("q"), array("q")
-        names: dict[int, str | None] = {}
-        for p in parts:
-            scale = p.interval_ns // unit
-            remap = [table.add(st) for st in p._stacks]
-            ts.extend(p._ts)
-            tid.extend(p._tid)
-            sidx.extend(remap[i] for i in p._stack_idx)
-            if scale == 1:
-                weight.extend(p._weight)
-            else:
-                weight.extend(w * scale for w in p._weight)
-            for t, name in p._thread_names.items():
-                if name is not None or t not in names:
-                    names[t] = name
-        interval_ms: float = unit / 1_000_000
-        if interval_ms.is_integer():
-            interval_ms = int(interval_ms)
-        joined = cls.from_columns(
-            start_time=earliest([p._start_time for p in parts]),
-            end_time=latest([p._end_time for p in parts]),
-            interval_ms=interval_ms,
-            stacks=table.stacks,
-            timestamps_ns=ts,
-            thread_ids=tid,
-            stack_indices=sidx,
-            weights=weight,
-            thread_names=names,
-            dropped_count=sum(p.dropped_count for p in parts),
-            python_version=parts[0].python_version,
-            platform=parts[0].platform,
-        )
-        others: dict[int, list] = {}
-        for p in parts:
-            for t, name, ms in p.threads_without_samples:
-                acc = others.setdefault(t, [t, name, 0.0])
-                acc[2] += ms
-        sampled = set(tid)
-        joined.threads_without_samples = tuple(
-            sorted((tuple(v) for t, v in others.items() if t not in sampled), key=lambda v: (-v[2], v[0]))
-        )
-        children = [p.children_cpu_ms for p in parts if p.children_cpu_ms is not None]
-        joined.children_cpu_ms = sum(children) if children else None
-        return joined
+        return join_profiles(cls, parts)
 
     def _with_stacks(self, change: Callable[[Stack], Stack]) -> Profile:
         """The same samples with every stack replaced by ``change(stack)``
         (stacks that become equal are merged; ``stats`` is kept), or this
         profile itself when nothing changed."""
-        table = _StackTable()
+        table = StackTable()
         remap = array("q")
         changed = False
         for st in self._stacks:
@@ -455,10 +452,12 @@ class Profile:
             thread_ids=array("q", self._tid),
             stack_indices=array("q", (remap[i] for i in self._stack_idx)),
             weights=array("q", self._weight),
+            states=array("b", self._state),
             thread_names=self._thread_names,
             dropped_count=self.dropped_count,
             python_version=self.python_version,
             platform=self.platform,
+            mode=self.mode,
         )
         out.stats = self.stats
         out.threads_without_samples = self.threads_without_samples

@@ -10,6 +10,7 @@ from . import _state
 from ._api import is_active, pause, resume, start, stop
 from ._limits import (
     check_backend,
+    check_mode,
     check_interval,
     check_memory_limit,
     check_output_path,
@@ -47,9 +48,11 @@ class Profiler:
         *,
         take_over_sigprof: bool = False,
         backend: str = "auto",
+        mode: str = "cpu",
     ) -> None:
         self.interval_ms = check_interval(interval_ms)
         self.backend = check_backend(backend)
+        self.mode = check_mode(mode)
         self.output_path = check_output_path(output_path)
         self.memory_limit_mb = check_memory_limit(memory_limit_mb)
         self.take_over_sigprof = check_take_over_sigprof(take_over_sigprof)
@@ -64,6 +67,7 @@ class Profiler:
             self.memory_limit_mb,
             take_over_sigprof=self.take_over_sigprof,
             backend=self.backend,
+            mode=self.mode,
         )
         self._info = _state.current
         self._running = True
@@ -110,7 +114,11 @@ class Profiler:
 def profile(func: F) -> F: ...
 @overload
 def profile(
-    func: None = None, *, interval_ms: int = 10, output_path: str | os.PathLike[str] | None = None
+    func: None = None,
+    *,
+    interval_ms: int = 10,
+    output_path: str | os.PathLike[str] | None = None,
+    mode: str = "cpu",
 ) -> Callable[[F], F]: ...
 
 
@@ -119,6 +127,7 @@ def profile(
     *,
     interval_ms: int = 10,
     output_path: str | os.PathLike[str] | None = None,
+    mode: str = "cpu",
 ) -> Any:
     """Decorator: profile every call of the function.
 
@@ -133,6 +142,7 @@ def profile(
     """
     interval = check_interval(interval_ms)
     path = check_output_path(output_path)
+    mode = check_mode(mode)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         import functools
@@ -145,7 +155,7 @@ def profile(
                 gen = fn(*args, **kwargs)
                 if is_active():
                     return (yield from gen)
-                prof = Profiler(interval, path)
+                prof = Profiler(interval, path, mode=mode)
                 prof.start()
                 try:
                     return (yield from _paused_while_suspended(gen, prof))
@@ -162,7 +172,7 @@ def profile(
             @functools.wraps(fn)
             async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
                 agen = fn(*args, **kwargs)
-                prof = None if is_active() else Profiler(interval, path)
+                prof = None if is_active() else Profiler(interval, path, mode=mode)
                 if prof is not None:
                     prof.start()
                 try:
@@ -209,7 +219,7 @@ def profile(
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 if is_active():
                     return await fn(*args, **kwargs)
-                prof = Profiler(interval, path)
+                prof = Profiler(interval, path, mode=mode)
                 try:
                     with prof:
                         result = await fn(*args, **kwargs)
@@ -226,7 +236,7 @@ def profile(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if is_active():
                 return fn(*args, **kwargs)
-            prof = Profiler(interval, path)
+            prof = Profiler(interval, path, mode=mode)
             try:
                 with prof:
                     return fn(*args, **kwargs)

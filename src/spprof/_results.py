@@ -271,6 +271,8 @@ def profile_from_native(
         thread_ids=_column(raw, "thread_ids"),
         stack_indices=indices,
         weights=_column(raw, "weights"),
+        states=array("b", _column(raw, "states")),
+        mode=raw.get("mode", "cpu"),
         thread_names=dict(raw["thread_names"]),
         dropped_count=raw["buffer_dropped"] + raw["memory_dropped"],
         python_version=_PYTHON_VERSION,

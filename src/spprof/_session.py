@@ -53,6 +53,7 @@ def _open(params: dict[str, Any]) -> SessionInfo:
             take_over_sigprof=params.get("take_over_sigprof", False),
             warning_category=ProfilerWarning,
             backend=params.get("backend", "auto"),
+            mode=params.get("mode", "cpu"),
         )
         _state.current = info
         _signals.session_started()
@@ -295,15 +296,19 @@ _detached: tuple[SessionInfo, list[Profile]] | None = None
 
 
 def host_start(
-    interval_ms: int, memory_limit_mb: float, trim: Callable[[Profile], Profile] | None = None
+    interval_ms: int,
+    memory_limit_mb: float,
+    trim: Callable[[Profile], Profile] | None = None,
+    mode: str = "cpu",
 ) -> None:
     """Start spprof run's session (raises as start() does)."""
     global _host
-    from ._limits import check_interval, check_memory_limit
+    from ._limits import check_interval, check_memory_limit, check_mode
 
     params: dict[str, Any] = {
         "interval_ms": check_interval(interval_ms),
         "memory_limit_mb": check_memory_limit(memory_limit_mb),
+        "mode": check_mode(mode),
     }
     with _state.lock():
         start_session(params)

@@ -12,6 +12,7 @@ from .._groups import GROUP_ABOVE
 from .._limits import (
     IS_DIRECTORY,
     MAX_MEMORY_LIMIT_MB,
+    MODES,
     NUL,
     memory_limit_ok,
     output_path_problem,
@@ -60,13 +61,43 @@ RUN_OPTIONS: tuple[_Option, ...] = (
         True,
         dict(
             metavar="MS",
-            help="CPU milliseconds between samples of a thread, 1..1000 (default 10)",
+            help="milliseconds between samples of a thread (of CPU time; in wall mode "
+            "also of time off CPU), 1..1000 (default 10)",
         ),
     ),
     _Option(
         ("-r", "--rate"),
         True,
         dict(metavar="HZ", help="samples per CPU second of a thread (instead of --interval)"),
+    ),
+    _Option(
+        ("--mode",),
+        True,
+        dict(
+            metavar="MODE",
+            help="cpu: where CPU time goes (default); wall: where real time goes, also "
+            "while threads are blocked, sleeping or waiting for the GIL",
+        ),
+    ),
+    _Option(
+        ("--idle",),
+        False,
+        dict(
+            dest="idle",
+            action="store_const",
+            const=True,
+            help="wall mode: show the time threads spend off CPU (the default)",
+        ),
+    ),
+    _Option(
+        ("--no-idle",),
+        False,
+        dict(
+            dest="idle",
+            action="store_const",
+            const=False,
+            help="wall mode: leave the time off CPU out of the outputs",
+        ),
     ),
     _Option(
         ("--memory-limit",),
@@ -156,6 +187,8 @@ class RunConfig:
     merge_threads: bool
     threads: str  # one of _groups.THREAD_VIEWS
     quiet: bool
+    mode: str = "cpu"  # one of _limits.MODES
+    idle: bool = True  # wall mode: outputs show the time off CPU
 
 
 
@@ -272,6 +305,14 @@ def validate_run(ns: argparse.Namespace, target_args: list[str]) -> RunConfig:
     else:
         interval = 10
     memory_limit = _parse_memory_limit(ns.memory_limit)
+    mode = "cpu" if ns.mode is None else ns.mode
+    if mode not in MODES:
+        raise UsageError(f"--mode must be cpu or wall, got {ns.mode!r}")
+    if ns.idle is not None and mode != "wall":
+        raise UsageError(
+            f"--{'idle' if ns.idle else 'no-idle'} applies to --mode wall only "
+            "(CPU mode samples only threads that run)"
+        )
 
     available = formats()
     output = ns.output
@@ -311,6 +352,8 @@ def validate_run(ns: argparse.Namespace, target_args: list[str]) -> RunConfig:
         merge_threads=ns.thread_view == "merged",
         threads=ns.thread_view or "auto",
         quiet=ns.quiet,
+        mode=mode,
+        idle=ns.idle is not False,
     )
 
 

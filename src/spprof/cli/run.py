@@ -92,6 +92,7 @@ def run(config: RunConfig) -> int:
                 config.interval_ms,
                 config.memory_limit_mb,
                 trim=functools.partial(_without_runner_frames, runner=runner_files),
+                mode=config.mode,
             )
             code = EXIT_INTERRUPTED
             try:
@@ -106,6 +107,8 @@ def run(config: RunConfig) -> int:
             # ends with the target's status, as it would under python.
             return code
         profile = _without_runner_frames(profile, runner_files)
+        if not config.idle:
+            profile = profile.without_idle()
         with _exit_signals_deferred():
             code = _write(profile, config, code)
         if _pending_signal is not None:

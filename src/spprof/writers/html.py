@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 from .._coverage import coverage_lines
 from .._groups import check_view, thread_tracks
+from .._states import STATE_FRAMES
 
 if TYPE_CHECKING:
     from .._model import Profile
@@ -152,6 +153,8 @@ def build_data(profile: Profile, threads: str = "auto") -> dict:
     return {
         "version": 1,
         "interval_ms": profile.interval_ms,
+        "mode": profile.mode,
+        "off_cpu_frames": sorted(STATE_FRAMES.values()),
         "total_samples": sum(t["samples"] for t in thread_list),
         "total_weight": sum(t["weight"] for t in thread_list),
         "strings": strings,
@@ -218,12 +221,27 @@ def _fmt_num(x: float) -> str:
     return f"{x:,.3g}"
 
 
+def _time_facts(profile: Profile, total_weight: int) -> list[tuple[str, str]]:
+    """What the boxes' widths are: CPU time, or in wall mode real time,
+    with its split between on and off CPU."""
+    if profile.mode != "wall":
+        return [("CPU time", _fmt_ms(total_weight * profile.interval_ms))]
+    by_state = profile.state_totals_ms()
+    return [
+        ("Mode", "wall clock: boxes are real time, on and off CPU"),
+        ("Wall time", _fmt_ms(total_weight * profile.interval_ms)),
+        ("On CPU", _fmt_ms(by_state["cpu"] + by_state["gc"])),
+        ("Idle", _fmt_ms(by_state["idle"])),
+        ("Waiting for the GIL", _fmt_ms(by_state["gil"])),
+    ]
+
+
 def header_facts(profile: Profile, data: dict) -> list[tuple[str, str]]:
     total_weight = data["total_weight"]
     facts = [
         ("Duration", _fmt_ms(profile.total_duration_ms)),
         ("Samples", f"{profile.sample_count:,}"),
-        ("CPU time", _fmt_ms(total_weight * profile.interval_ms)),
+        *_time_facts(profile, total_weight),
         ("Threads", f"{len(data['threads'])}"),
         ("Interval", f"{_fmt_num(profile.interval_ms)} ms"),
         ("Effective rate", f"{profile.effective_rate_hz:,.1f} Hz"),

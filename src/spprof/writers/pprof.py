@@ -28,6 +28,8 @@ import zlib
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
+from .._states import STATE_FRAMES, STATES
+
 if TYPE_CHECKING:
     from .._aggregate import AggregatedProfile
     from .._model import Profile
@@ -158,6 +160,27 @@ def build_message(profile: Profile, *, merge_threads: bool = False) -> bytes:
         got = stack_locs[id(frames)] = _packed(1, ids)
         return got
 
+    # The thread's state, from the synthetic frames that show it (aggregate()
+    # ends time off CPU in <idle> or <waiting for the GIL>; collections have
+    # <gc>): `go tool pprof -tagfocus=state=idle`. Wall mode only: in CPU
+    # mode every sample is on CPU.
+    wall = profile.mode == "wall"
+    k_state = strings("state") if wall else 0
+    state_of_leaf = {label: state for state, label in STATE_FRAMES.items()}
+    state_labels = {
+        state: _len(3, _int(1, k_state) + _int(2, strings(state))) for state in STATES if wall
+    }
+
+    def state_label(frames) -> bytes:
+        if not wall:
+            return b""
+        state = "cpu"
+        if frames:
+            state = state_of_leaf.get(frames[-1].function_name, "cpu")
+            if state == "cpu" and any(f.function_name == "<gc>" and not f.filename for f in frames):
+                state = "gc"
+        return state_labels[state]
+
     # Labels are identical for every sample of a thread: encode once.
     label_cache: dict[int | None, bytes] = {}
     k_tid = k_tname = 0
@@ -177,7 +200,9 @@ def build_message(profile: Profile, *, merge_threads: bool = False) -> bytes:
         return got
 
     sample_type = _len(1, _int(1, strings("samples")) + _int(2, strings("count")))
-    cpu, nanoseconds = strings("cpu"), strings("nanoseconds")
+    # The time the weights stand for: CPU time, or real time in wall mode
+    # (whose off-CPU samples end in an <idle> or GIL-wait frame).
+    cpu, nanoseconds = strings("wall" if profile.mode == "wall" else "cpu"), strings("nanoseconds")
     sample_type += _len(1, _int(1, cpu) + _int(2, nanoseconds))
 
     # One mapping that claims functions, files and lines are already
@@ -198,6 +223,7 @@ def build_message(profile: Profile, *, merge_threads: bool = False) -> bytes:
             encoded_locations(s.frames)
             + _packed(2, (s.count, s.weight * interval_ns))
             + labels(s.thread_id)
+            + state_label(s.frames)
         )
         append(b"\x12" + _varint(len(body)) + body)  # field 2 (sample), wire 2
 
@@ -243,6 +269,7 @@ def _comments(profile: Profile) -> list[str]:
     if profile.platform:
         out.append(f"platform {profile.platform}")
     out.append(f"interval {profile.interval_ms} ms")
+    out.append(f"mode {profile.mode}")
     if profile.dropped_count:
         out.append(f"dropped samples {profile.dropped_count}")
     return out

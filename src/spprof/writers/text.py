@@ -96,11 +96,21 @@ def _header(profile: Profile, agg: AggregatedProfile) -> list[str]:
         f"{agg.total_samples} samples, {threads} thread{'s' if threads != 1 else ''}, "
         f"{duration_text(cpu_ms)} CPU"
     )
+    wall = []
+    if profile.mode == "wall":
+        # The tables' shares are of real time, on and off CPU.
+        by_state = profile.state_totals_ms()
+        first = first[: -len(" CPU")] + " sampled"
+        wall = [
+            f"wall mode: {duration_text(by_state['cpu'] + by_state['gc'])} on CPU, "
+            f"{duration_text(by_state['idle'])} idle, "
+            f"{duration_text(by_state['gil'])} waiting for the GIL"
+        ]
     second = (
         f"interval {_num(interval)} ms ({nominal:.4g} Hz), "
         f"effective rate {rate:.1f} Hz, dropped {profile.dropped_count}"
     )
-    return [first, second]
+    return [first, *wall, second]
 
 
 def _location(f: FunctionStats) -> str:

@@ -301,8 +301,8 @@
   }
   function showInfo() {
     var v = views[cur.view], n = v.threads.length;
-    viewInfo.textContent = fmtInt(n) + " thread" + (n === 1 ? "" : "s") + ", " + fmtMs(v.weight * INTERVAL_MS) + " CPU" +
-      (cur.view ? " (" + fmtPct(100 * v.weight / totalAll) + ")" : "");
+    viewInfo.textContent = fmtInt(n) + " thread" + (n === 1 ? "" : "s") + ", " + fmtMs(v.weight * INTERVAL_MS) +
+      (WALL ? " sampled" : " CPU") + (cur.view ? " (" + fmtPct(100 * v.weight / totalAll) + ")" : "");
   }
   function show(v) {
     var view = views[v];
@@ -334,6 +334,23 @@
     cur.byLine = byLine; cur.tree = tree; hovered = -1; tooltip.hidden = true;
     if (query) applySearch(); else render();
   });
+
+  // ---- wall mode: time off CPU shown or hidden --------------------------
+
+  var WALL = D.mode === "wall";
+  var showIdle = document.getElementById("show-idle");
+  document.getElementById("idle-toggle").hidden = !WALL;
+  function describeWidths() {
+    document.getElementById("widths").textContent = !WALL ? "Widths are CPU time." :
+      showIdle.checked ? "Widths are real time, on and off CPU (<idle>, <waiting for the GIL>)." :
+      "Widths are time on CPU (time off CPU hidden).";
+  }
+  showIdle.addEventListener("change", function () {
+    M.setHideIdle(views, !showIdle.checked);
+    describeWidths();
+    show(cur.view);
+  });
+  describeWidths();
 
   var resizeTimer = 0;
   window.addEventListener("resize", function () { clearTimeout(resizeTimer); resizeTimer = setTimeout(render, 100); });

@@ -69,12 +69,21 @@ function spprofModel(D) {
              start: start, members: members };
   })();
 
+  // Wall mode: the frames that end time off CPU (html.py's OFF_CPU_FRAMES),
+  // left out of every tree while idle time is hidden.
+  var OFF = new Uint8Array(NF), hideIdle = false;
+  for (var f0 = 0; f0 < NF; f0++) OFF[f0] = !fFile(f0) && (D.off_cpu_frames || []).indexOf(fName(f0)) >= 0 ? 1 : 0;
+
   // A view's trie-level tree: the shared trie with the chosen threads' weights.
   function splitTree(threads) {
     var n = TRIE.size, selfW = new Float64Array(n), selfC = new Float64Array(n);
     threads.forEach(function (th) {
       var lv = th.leaves, node = 0;
-      for (var j = 0; j < lv.length; j += 3) { node += lv[j]; selfW[node] += lv[j + 1]; selfC[node] += lv[j + 1] - lv[j + 2]; }
+      for (var j = 0; j < lv.length; j += 3) {
+        node += lv[j];
+        if (hideIdle && OFF[TRIE.frame[node]]) continue;
+        selfW[node] += lv[j + 1]; selfC[node] += lv[j + 1] - lv[j + 2];
+      }
     });
     return finish({ size: n, parent: TRIE.parent, frame: TRIE.frame, selfW: selfW, selfC: selfC, split: true });
   }
@@ -131,6 +140,12 @@ function spprofModel(D) {
     if (!this.merged) this.merged = mergedTree(this.split);
     return this.merged;
   };
+
+  // Show or hide the time off CPU: every view's trees are made again.
+  function setHideIdle(all, hide) {
+    hideIdle = !!hide;
+    all.forEach(function (v) { v.split = null; v.merged = null; });
+  }
 
   // "All threads", then one view per track in the embedded (CPU) order.
   function views() {
@@ -230,6 +245,7 @@ function spprofModel(D) {
   return {
     NF: NF, fName: fName, fFile: fFile, fLine: fLine, fNative: fNative, fLoc: fLoc,
     fmtInt: fmtInt, fmtMs: fmtMs, fmtPct: fmtPct,
-    views: views, counterpart: counterpart, nodeLoc: nodeLoc, functionStats: functionStats
+    views: views, counterpart: counterpart, nodeLoc: nodeLoc, functionStats: functionStats,
+    setHideIdle: setHideIdle
   };
 }

@@ -1,0 +1,358 @@
+"""Wall mode: every thread is charged its real time, on CPU and off it.
+
+Samples on CPU come from the CPU timers (state "cpu"); the time a thread
+spends off CPU is read by the reader thread without any signal (states
+"idle" and "gil"). Per thread, the weights add up to the time it lived in
+the session, to within an interval or two at its edges (the reader counts a
+thread from its first tick and keeps what is left under an interval at the
+end), and loaded machines only make ticks late, not lost (a late tick
+charges the whole time it missed).
+"""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+
+import pytest
+
+from conftest import child_env, run_scenario
+
+THREADS_SRC = """
+import ctypes, gzip, os, select, threading, time, spprof
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+class timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+def sleeper(out):
+    t0 = time.monotonic()
+    time.sleep(0.6)
+    out["wall"] = time.monotonic() - t0
+
+def lock_waiter(out, lock):
+    t0 = time.monotonic()
+    lock.acquire()
+    out["wall"] = time.monotonic() - t0
+
+def pipe_reader(out, fd):
+    t0 = time.monotonic()
+    select.select([fd], [], [], 5.0)
+    os.read(fd, 1)
+    out["wall"] = time.monotonic() - t0
+
+def c_sleeper(out):
+    # nanosleep from C, which does not retry: a signal would end it early
+    # with EINTR. 30 sleeps of 20 ms.
+    t0 = time.monotonic()
+    interrupted = 0
+    for _ in range(30):
+        ts = timespec(0, 20_000_000)
+        if libc.nanosleep(ctypes.byref(ts), None) != 0:
+            interrupted += 1
+    out["wall"] = time.monotonic() - t0
+    out["interrupted"] = interrupted
+
+def burner(out):
+    t0 = time.monotonic()
+    c0 = time.thread_time()
+    while time.thread_time() < c0 + 0.3:
+        pass
+    out["wall"] = time.monotonic() - t0
+
+spprof.start(interval_ms=10, mode=MODE)
+lock = threading.Lock()
+lock.acquire()
+r, w = os.pipe()
+outs = {name: {} for name in ("sleeper", "lock_waiter", "pipe_reader", "c_sleeper", "burner")}
+threads = [
+    threading.Thread(target=sleeper, args=(outs["sleeper"],), name="sleeper"),
+    threading.Thread(target=lock_waiter, args=(outs["lock_waiter"], lock), name="lock_waiter"),
+    threading.Thread(target=pipe_reader, args=(outs["pipe_reader"], r), name="pipe_reader"),
+    threading.Thread(target=c_sleeper, args=(outs["c_sleeper"],), name="c_sleeper"),
+    threading.Thread(target=burner, args=(outs["burner"],), name="burner"),
+]
+for t in threads:
+    t.start()
+time.sleep(0.6)
+lock.release()
+os.write(w, b"x")
+for t in threads:
+    t.join()
+prof = spprof.stop()
+
+by_thread = {}
+leaves = {}
+for s in prof.samples:
+    name = s.thread_name
+    d = by_thread.setdefault(name, {})
+    d[s.state] = d.get(s.state, 0) + s.weight
+    if s.state in ("idle", "gil") and s.frames:
+        leaves.setdefault(name, {})
+        leaves[name][s.frames[-1].function_name] = leaves[name].get(s.frames[-1].function_name, 0) + s.weight
+agg_idle = sum(a.weight for a in prof.aggregate().stacks if a.frames[-1].function_name == "<idle>")
+emit({
+    "mode": prof.mode,
+    "interval_ms": prof.interval_ms,
+    "outs": outs,
+    "by_thread": by_thread,
+    "leaves": leaves,
+    "states": sorted({s.state for s in prof.samples}),
+    "state_totals": prof.state_totals_ms(),
+    "total_time_ms": prof.total_time_ms,
+    "total_cpu_ms": prof.total_cpu_ms,
+    "agg_idle": agg_idle,
+    "cpu_only_states": sorted({s.state for s in prof.without_idle().samples}),
+    "cpu_only_weight": prof.without_idle().total_weight,
+    "pprof_types": [gzip.decompress(prof.render("pprof")).count(t) for t in (b"wall", b"cpu")],
+    "text_head": prof.render("text").decode().splitlines()[:2],
+    "raw": {k: v for k, v in prof.stats.raw.items() if k in (
+        "mode", "wall_ticks", "wall_late_ticks", "off_cpu_samples", "gil_wait_samples",
+        "torn_walks", "state_reads", "wall_dropped", "foreign_signals")},
+})
+"""
+
+
+def threads_result(mode: str) -> dict:
+    result = run_scenario(f"MODE = {mode!r}\n" + THREADS_SRC, timeout=120)
+    print(result)
+    return result
+
+
+def test_wall_mode_charges_every_thread_its_real_time():
+    r = threads_result("wall")
+    assert r["mode"] == "wall" and r["raw"]["mode"] == "wall"
+    interval = r["interval_ms"]
+    for name in ("sleeper", "lock_waiter", "pipe_reader", "c_sleeper", "burner"):
+        got = sum(r["by_thread"].get(name, {}).values()) * interval
+        lived = r["outs"][name]["wall"] * 1000
+        # The thread's first tick and its last partial interval: two
+        # intervals at most, plus its start-up and exit around the body.
+        assert lived - 3 * interval <= got <= lived + 3 * interval, (name, got, lived)
+    # Blocked threads are off CPU (idle; c_sleeper also waits for the GIL
+    # after each of its sleeps, while the burner holds it), charged to the
+    # function that blocked.
+    for name in ("sleeper", "lock_waiter", "pipe_reader", "c_sleeper"):
+        states = r["by_thread"][name]
+        off = states.get("idle", 0) + states.get("gil", 0)
+        assert off * interval >= r["outs"][name]["wall"] * 1000 - 3 * interval, (name, states)
+        assert states.get("cpu", 0) * interval <= 30, (name, states)
+        assert max(r["leaves"][name], key=r["leaves"][name].get) == name, r["leaves"][name]
+    # The burner ran: 300 ms of CPU, charged as CPU.
+    assert abs(r["by_thread"]["burner"].get("cpu", 0) * interval - 300) <= 3 * interval
+    # No blocked call was interrupted: nothing signals a thread off CPU.
+    assert r["outs"]["c_sleeper"]["interrupted"] == 0
+    assert r["raw"]["foreign_signals"] == 0
+
+
+def test_wall_mode_outputs_say_what_they_measure():
+    r = threads_result("wall")
+    assert r["states"] == ["cpu", "idle"] or r["states"] == ["cpu", "gil", "idle"]
+    totals = r["state_totals"]
+    assert r["total_time_ms"] == pytest.approx(sum(totals.values()))
+    assert r["total_cpu_ms"] == pytest.approx(totals["cpu"] + totals["gc"])
+    assert r["agg_idle"] * r["interval_ms"] == pytest.approx(totals["idle"])
+    # Without the idle time: the samples on CPU, as CPU mode would show them.
+    assert r["cpu_only_states"] == ["cpu"]
+    assert r["cpu_only_weight"] * r["interval_ms"] == pytest.approx(r["total_cpu_ms"])
+    # pprof names the sample type; the text report splits the time.
+    assert r["pprof_types"][0] >= 1
+    assert r["text_head"][0].endswith("sampled")
+    assert r["text_head"][1].startswith("wall mode: ") and " idle, " in r["text_head"][1]
+
+
+def test_cpu_mode_is_unchanged_by_wall_mode():
+    r = threads_result("cpu")
+    assert r["mode"] == "cpu" and r["states"] == ["cpu"]
+    assert r["raw"]["wall_ticks"] == 0 and r["raw"]["off_cpu_samples"] == 0
+    # Blocked threads are not in a CPU profile (beyond their start-up).
+    assert sum(r["by_thread"].get("sleeper", {}).values()) * r["interval_ms"] <= 20
+    assert r["outs"]["c_sleeper"]["interrupted"] == 0
+
+
+GIL_SRC = """
+import threading, time, spprof
+
+def spin(out):
+    t0 = time.monotonic()
+    x = 0
+    while time.monotonic() < t0 + 0.8:
+        x += 1
+    out["wall"] = time.monotonic() - t0
+
+spprof.start(interval_ms=10, mode="wall")
+outs = [{} for _ in range(3)]
+threads = [threading.Thread(target=spin, args=(o,), name=f"spin-{i}") for i, o in enumerate(outs)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+prof = spprof.stop()
+by = {}
+for s in prof.samples:
+    if s.thread_name.startswith("spin"):
+        d = by.setdefault(s.thread_name, {})
+        d[s.state] = d.get(s.state, 0) + s.weight
+emit({"by": by, "walls": [o["wall"] for o in outs], "interval_ms": prof.interval_ms,
+      "gil_frames": sum(a.weight for a in prof.aggregate().stacks
+                        if a.frames[-1].function_name == "<waiting for the GIL>"),
+      "gil_samples": sum(s.weight for s in prof.samples if s.state == "gil")})
+"""
+
+
+def test_threads_that_contend_for_the_gil_are_shown_waiting_for_it():
+    """Three pure-Python threads share one GIL for 0.8 s: each runs about a
+    third of the time and waits for the GIL most of the rest (a thread that
+    sleeps on the futex inside the GIL's state). Totals are each thread's
+    real time, less what the reader cannot charge at a thread's end: its last
+    partial interval, its first tick, and the time the reader itself waited
+    for a processor just before the thread ended (it competes with the three
+    spinning threads for two cores): 5 intervals are allowed."""
+    r = run_scenario(GIL_SRC, timeout=120)
+    print(r)
+    interval = r["interval_ms"]
+    for name, states in r["by"].items():
+        total = sum(states.values()) * interval
+        assert 800 - 5 * interval <= total <= 800 + 6 * interval, (name, states)
+        assert states.get("cpu", 0) * interval >= 100, (name, states)
+        assert states.get("gil", 0) * interval >= 200, (name, states)
+    assert r["gil_frames"] == r["gil_samples"]
+
+
+PAUSE_FORK_SRC = """
+import os, threading, time, spprof
+
+stop = threading.Event()
+def waiter():
+    stop.wait()
+
+spprof.start(interval_ms=10, mode="wall")
+t = threading.Thread(target=waiter, name="waiter")
+t.start()
+time.sleep(0.3)
+spprof.pause()
+time.sleep(0.5)
+spprof.resume()
+time.sleep(0.2)
+ticks_before = spprof.stats().raw["wall_ticks"]
+pid = os.fork()
+if pid == 0:
+    # The child has no session and no reader: it just runs.
+    time.sleep(0.05)
+    os._exit(0 if not spprof.is_active() else 3)
+_, status = os.waitpid(pid, 0)
+time.sleep(0.3)
+ticks_after = spprof.stats().raw["wall_ticks"]
+stop.set()
+t.join()
+prof = spprof.stop()
+waited = sum(s.weight for s in prof.samples if s.thread_name == "waiter") * prof.interval_ms
+emit({"waited_ms": waited, "child_status": status, "ticks_before": ticks_before,
+      "ticks_after": ticks_after})
+"""
+
+
+def test_wall_mode_across_pause_and_fork():
+    """A thread waits 1.3 s of which 0.5 s paused: 0.8 s is charged. A fork
+    child runs without the session; the parent's reader goes on after it."""
+    r = run_scenario(PAUSE_FORK_SRC, timeout=120)
+    print(r)
+    assert r["child_status"] == 0
+    assert 800 - 40 <= r["waited_ms"] <= 800 + 60, r
+    assert r["ticks_after"] >= r["ticks_before"] + 10, r
+
+
+CHURN_SRC = """
+import threading, time, spprof
+
+def short(i):
+    time.sleep(0.001 * (i % 5))
+
+spprof.start(interval_ms=1, mode="wall")
+t0 = time.monotonic()
+n = 0
+while time.monotonic() < t0 + 1.5:
+    batch = [threading.Thread(target=short, args=(i,)) for i in range(20)]
+    for t in batch:
+        t.start()
+    for t in batch:
+        t.join()
+    n += len(batch)
+prof = spprof.stop()
+emit({"threads": n, "samples": prof.sample_count,
+      "idle": sum(s.weight for s in prof.samples if s.state == "idle"),
+      "raw": {k: prof.stats.raw[k] for k in ("torn_walks", "off_cpu_samples", "wall_ticks")}})
+"""
+
+
+def test_wall_mode_reads_threads_that_come_and_go_safely():
+    """Thousands of threads that sleep briefly and exit while the reader
+    reads their stacks at 1 ms: thread states freed under the reader never
+    crash it (reads are copies, validated), and the time off CPU is seen."""
+    r = run_scenario(CHURN_SRC, timeout=120)
+    print(r)
+    assert r["threads"] >= 500
+    assert r["raw"]["off_cpu_samples"] > 0 and r["idle"] > 0
+
+
+def test_mode_is_checked_everywhere(tmp_path):
+    import spprof
+
+    with pytest.raises(ValueError, match="mode must be one of 'cpu', 'wall', got 'idle'"):
+        spprof.start(mode="idle")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        spprof.Profiler(mode="WALL")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        spprof.profile(mode=None)
+    with pytest.raises(ValueError, match="state must be one of"):
+        spprof.Sample(0, 1, None, (), 1, "sleeping")
+    assert not spprof.is_active()
+    script = tmp_path / "s.py"
+    script.write_text("import time\ntime.sleep(0.2)\n")
+    for args, message in (
+        (["--mode", "idle"], "--mode must be cpu or wall, got 'idle'"),
+        (["--no-idle"], "--no-idle applies to --mode wall only"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "spprof", "run", *args, "-o", str(tmp_path / "x.txt"), str(script)],
+            capture_output=True, text=True, env=child_env(), timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr
+
+
+def test_cli_wall_mode_with_and_without_idle(tmp_path):
+    script = tmp_path / "waits.py"
+    script.write_text(
+        "import time\n"
+        "def wait_here():\n"
+        "    time.sleep(0.4)\n"
+        "def work():\n"
+        "    t = time.thread_time()\n"
+        "    while time.thread_time() < t + 0.2:\n"
+        "        pass\n"
+        "wait_here()\n"
+        "work()\n"
+    )
+    outs = {}
+    for flag in ("--idle", "--no-idle"):
+        out = tmp_path / f"p{flag}.txt"
+        proc = subprocess.run(
+            [sys.executable, "-m", "spprof", "run", "--mode", "wall", flag, "-f", "collapsed",
+             "-o", str(out), str(script)],
+            capture_output=True, text=True, env=child_env(), timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        outs[flag] = {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1])
+                      for line in out.read_text().splitlines()}
+    idle = {k: v for k, v in outs["--idle"].items() if "<idle>" in k}
+    assert any("wait_here" in k for k in idle), outs["--idle"]
+    assert 30 <= sum(v for k, v in idle.items() if "wait_here" in k) <= 50
+    assert not any("<idle>" in k for k in outs["--no-idle"])
+    assert sum(v for k, v in outs["--no-idle"].items() if "work" in k) >= 15
+    pprof = tmp_path / "p.pb.gz"
+    proc = subprocess.run(
+        [sys.executable, "-m", "spprof", "run", "--mode", "wall", "-o", str(pprof), str(script)],
+        capture_output=True, text=True, env=child_env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert b"wall" in gzip.decompress(pprof.read_bytes())
