@@ -356,3 +356,140 @@ def test_cli_wall_mode_with_and_without_idle(tmp_path):
         capture_output=True, text=True, env=child_env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert b"wall" in gzip.decompress(pprof.read_bytes())
+
+
+DESCRIPTORS_SRC = """
+import os, resource, threading, time, spprof
+LIMIT = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+def alternate(stop):
+    # CPU, then a wait: each wait after CPU makes the reader read this
+    # thread's /proc syscall file (is it waiting for the GIL?).
+    while not stop.is_set():
+        t = time.thread_time()
+        while time.thread_time() < t + 0.0005:
+            pass
+        time.sleep(0.002)
+
+spprof.start(interval_ms=1, mode="wall")
+stop = threading.Event()
+threads = [threading.Thread(target=alternate, args=(stop,)) for _ in range(4)]
+for t in threads:
+    t.start()
+bad = 0
+not_stdin = 0
+rounds = 0
+t0 = time.monotonic()
+while time.monotonic() < t0 + 2.0:
+    # What a daemonizer does: close everything above stderr (every other
+    # round, up to the limit: spprof's high numbers too), then open its own
+    # files, which take the lowest free numbers.
+    os.closerange(3, LIMIT if rounds % 2 else 1024)
+    # ... and replaces stdin, expecting its open to get descriptor 0.
+    saved = os.dup(0)
+    os.close(0)
+    time.sleep(0.0002)
+    null = os.open(os.devnull, os.O_RDONLY)
+    not_stdin += null != 0
+    os.dup2(saved, 0)
+    os.close(saved)
+    if null != 0:
+        os.close(null)
+    fds = []
+    for i in range(8):
+        r, w = os.pipe()
+        os.write(w, b"%d" % i * 100)
+        fds.append((r, w, b"%d" % i * 100))
+    time.sleep(0.001)
+    for r, w, data in fds:
+        try:
+            got = os.read(r, 1000)
+            os.close(r)
+            os.close(w)
+        except OSError:
+            bad += 1
+            continue
+        bad += got != data
+    rounds += 1
+stop.set()
+for t in threads:
+    t.join()
+prof = spprof.stop()
+emit({"bad": bad, "not_stdin": not_stdin, "rounds": rounds, "state_reads": prof.stats.raw["state_reads"],
+      "lost": prof.stats.raw["state_files_lost"],
+      "idle": sum(s.weight for s in prof.samples if s.state == "idle")})
+"""
+
+
+def test_wall_mode_never_touches_the_programs_descriptors():
+    """The program closes every descriptor above stderr and opens pipes of
+    its own, in a loop, while the reader keeps opening /proc files for four
+    threads that alternate CPU and waits: every pipe keeps all its data and
+    stays open, and stdin closed and reopened gets 0 again (the reader
+    opens nothing while 0-2 is closed; it reads and closes only a
+    descriptor that is still
+    its file): its files are kept open at high numbers, checked before
+    every read, and opened again when the program closed them."""
+    r = run_scenario(DESCRIPTORS_SRC, timeout=120)
+    print(r)
+    assert r["rounds"] >= 100 and r["state_reads"] >= 100, r
+    assert r["bad"] == 0 and r["not_stdin"] == 0, r
+    assert r["lost"] > 0, r  # closed by the program, noticed, opened again
+    assert r["idle"] > 0
+
+
+SLEEP_WORK_SRC = """
+import os, time, spprof
+
+spent = {"nap": 0.0, "compute": 0.0}
+
+def nap():
+    t = time.monotonic()
+    time.sleep(0.006)
+    spent["nap"] += time.monotonic() - t
+
+def compute():
+    w = time.monotonic()
+    t = time.thread_time()
+    while time.thread_time() < t + 0.004:
+        pass
+    spent["compute"] += time.monotonic() - w
+
+spprof.start(interval_ms=1, mode=MODE)
+t0 = time.monotonic()
+while time.monotonic() < t0 + 2.0:
+    nap()
+    compute()
+elapsed = time.monotonic() - t0
+prof = spprof.stop()
+main = [s for s in prof.samples if s.thread_id == os.getpid()]
+total = sum(s.weight for s in main)
+def share(fn, states):
+    return sum(s.weight for s in main if s.state in states
+               and any(f.function_name == fn for f in s.frames)) / total
+emit({"nap_idle": share("nap", ("idle",)), "nap_any": share("nap", ("cpu", "gc", "idle", "gil")),
+      "compute_cpu": share("compute", ("cpu",)),
+      "compute_any": share("compute", ("cpu", "gc", "idle", "gil")),
+      "total_ms": total * prof.interval_ms, "elapsed_ms": elapsed * 1000,
+      "nap_real": spent["nap"] / elapsed, "compute_real": spent["compute"] / elapsed})
+"""
+
+
+@pytest.mark.parametrize("mode", ["wall", "cpu"])
+def test_a_thread_that_sleeps_60_percent(mode):
+    """The main thread sleeps 6 ms and computes 4 ms of CPU, for 2 s, at
+    1 ms: in wall mode each function holds its share of the real time (as
+    the program measures it: about 60% and 40% on a quiet machine; on a
+    loaded one the computing part also waits for a processor) within 5
+    points, the sleeping one's marked idle; in CPU mode the sleeping one
+    has (almost) none and the computing one nearly all."""
+    r = run_scenario(f"MODE = {mode!r}\n" + SLEEP_WORK_SRC, timeout=120)
+    print(r)
+    if mode == "wall":
+        assert abs(r["nap_any"] - r["nap_real"]) <= 0.05, r
+        assert r["nap_idle"] >= 0.97 * r["nap_any"], r
+        assert abs(r["compute_any"] - r["compute_real"]) <= 0.05, r
+        assert abs(r["total_ms"] - r["elapsed_ms"]) <= 50, r
+    else:
+        assert r["nap_any"] <= 0.02, r
+        assert r["compute_cpu"] >= 0.95, r

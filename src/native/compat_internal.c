@@ -22,19 +22,3 @@ const void* spprof_gil_address(PyInterpreterState* interp) {
 }
 
 size_t spprof_gil_size(void) { return sizeof(struct _gil_runtime_state); }
-
-/* `locked` is an _Py_atomic_int (3.11, 3.12) or an int (3.13), and
-   `last_holder` an _Py_atomic_address or a PyThreadState*: the same bytes
-   either way, read with relaxed atomic loads. */
-int spprof_gil_locked(const void* gil) {
-    const char* base = (const char*)gil;
-    return __atomic_load_n((const int*)(base + offsetof(struct _gil_runtime_state, locked)),
-                           __ATOMIC_RELAXED) > 0;
-}
-
-const void* spprof_gil_last_holder(const void* gil) {
-    const char* base = (const char*)gil;
-    return (const void*)__atomic_load_n(
-        (const uintptr_t*)(base + offsetof(struct _gil_runtime_state, last_holder)),
-        __ATOMIC_RELAXED);
-}

@@ -1,6 +1,6 @@
 // compat_internal.h: the few fields of CPython's internal state that the
 // wall-clock reader (wall_reader.h) needs and no public header has: where
-// the GIL is, and whether it is held. Implemented in C (compat_internal.c),
+// the GIL is. Implemented in C (compat_internal.c),
 // compiled with Py_BUILD_CORE against the interpreter's own internal
 // headers, so the layout is the one of the version built for (the internal
 // headers pull C11 atomics a C++ translation unit cannot include). Part of
@@ -20,11 +20,6 @@ extern "C" {
 // inside it. GIL held.
 const void* spprof_gil_address(PyInterpreterState* interp);
 size_t spprof_gil_size(void);
-
-// Whether the GIL at `gil` is held now, and by which thread state (the
-// last holder). Plain atomic reads of long-lived memory: any thread.
-int spprof_gil_locked(const void* gil);
-const void* spprof_gil_last_holder(const void* gil);
 
 #ifdef __cplusplus
 }

@@ -65,6 +65,7 @@
     X(wall_dropped, uint64_t)      /* ... buffer full */                          \
     X(wall_dropped_weight, uint64_t)                                              \
     X(state_reads, uint64_t)       /* ... /proc syscall files read */             \
+    X(state_files_lost, uint64_t)  /* ... closed by the program, reopened */      \
     X(wall_cpu_ns, int64_t)        /* ... the reader's CPU time */
 
 namespace spprof {

@@ -7,12 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <Python.h>
 
+#include <algorithm>
 #include <exception>
 
 #include "frame_walker.h"
@@ -25,6 +28,13 @@
 namespace spprof {
 
 namespace {
+
+// Off-CPU time of a thread that keeps running is charged once it adds up
+// to this many intervals (see tick()).
+constexpr int64_t kMaxDeferredIntervals = 4;
+// /proc syscall files kept open at once; threads past it are not told
+// apart (a wait counts as idle).
+constexpr size_t kMaxStateFiles = 256;
 
 int64_t thread_cpu_ns_of(pid_t tid) {
     timespec ts;
@@ -92,6 +102,14 @@ int WallReader::resume_after_fork() {
                  gil_hi_ - gil_lo_);
 }
 
+void WallReader::forget_after_fork() {
+    // The child has no reader thread: its /proc files (inherited if the
+    // fork bypassed os.fork's hooks) are closed here, if still ours.
+    running_ = stopped_for_fork_ = false;
+    for (auto& [tid, b] : balances_) forget_thread(&b);
+    balances_.clear();
+}
+
 WallCounters WallReader::counters() const {
     WallCounters c;
     c.ticks = ticks_.load();
@@ -102,6 +120,7 @@ WallCounters WallReader::counters() const {
     c.dropped = dropped_.load();
     c.dropped_weight = dropped_weight_.load();
     c.syscall_reads = syscall_reads_.load();
+    c.lost_state_files = lost_state_files_.load();
     c.cpu_ns = ended_cpu_ns_.load();
     pid_t tid = tid_.load();
     if (running_ && tid != 0) {
@@ -113,7 +132,7 @@ WallCounters WallReader::counters() const {
 
 void WallReader::reset_counters() {
     for (auto* a : {&ticks_, &late_ticks_, &idle_samples_, &gil_samples_, &torn_walks_, &dropped_,
-                    &dropped_weight_, &syscall_reads_}) {
+                    &dropped_weight_, &syscall_reads_, &lost_state_files_}) {
         a->store(0);
     }
     ended_cpu_ns_.store(0);
@@ -150,6 +169,8 @@ void WallReader::loop() {
         }
         last = now;
     }
+    for (auto& [tid, b] : balances_) forget_thread(&b);
+    balances_.clear();
     ended_cpu_ns_.fetch_add(thread_cpu_now_ns());
 }
 
@@ -165,6 +186,7 @@ void WallReader::tick(int64_t now, int64_t elapsed) {
         if (inserted || b.uid != t.uid) {
             // First seen (or a new thread with a reused id): its time counts
             // from here.
+            forget_thread(&b);
             b = Balance{};
             b.uid = t.uid;
             b.last_cpu_ns = cpu;
@@ -181,30 +203,100 @@ void WallReader::tick(int64_t now, int64_t elapsed) {
         const int64_t off = elapsed - used;
         if (off > 0) b.off_ns += off;
         if (b.off_ns < interval_ns_) continue;
+        // Charged to the stack the thread is blocked in now: only when it
+        // stayed off CPU (almost) the whole last interval, so the time it
+        // waited goes to where it waits, not to code it runs between two
+        // waits. A thread that never stays off CPU that long (preempted,
+        // contending for the GIL) is charged once the balance grows.
+        if (used > interval_ns_ / 10 && b.off_ns < kMaxDeferredIntervals * interval_ns_) continue;
         const int64_t whole = b.off_ns / interval_ns_;
         b.off_ns -= whole * interval_ns_;
         if (b.classified_cpu_ns != cpu) {
-            b.waits_for_gil = waits_for_gil(t.tid);
+            b.waits_for_gil = waits_for_gil(t.tid, &b.file);
             b.classified_cpu_ns = cpu;
         }
         write_sample(t, static_cast<uint32_t>(whole > UINT32_MAX ? UINT32_MAX : whole),
                      b.waits_for_gil, now);
     }
     for (auto it = balances_.begin(); it != balances_.end();) {
-        it = it->second.seen == generation_ ? std::next(it) : balances_.erase(it);
+        if (it->second.seen == generation_) {
+            ++it;
+        } else {
+            forget_thread(&it->second);
+            it = balances_.erase(it);
+        }
     }
 }
 
-bool WallReader::waits_for_gil(pid_t tid) {
-    // "<nr> <arg0> <arg1> ... <sp> <pc>" for a thread blocked in a system
-    // call, "running" or "-1 <sp> <pc>" otherwise (proc(5)).
+bool WallReader::open_state_file(pid_t tid, StateFile* file) {
+    // Opened once per thread and moved to a high number (from half of
+    // RLIMIT_NOFILE, at most from 1024, as the perf_event descriptors): a
+    // program that closes every descriptor and opens its own (a
+    // daemonizer) gets the low numbers, so its files never take ours. Every
+    // use checks the descriptor is still this very file (device and inode
+    // of the path, taken without a descriptor); one that is not is never
+    // read or closed. The low number open() returned is closed at once,
+    // only if it still is the file.
+    if (state_files_ >= kMaxStateFiles) return false;
+    // Not while one of 0-2 is closed: a program that closes stdin to open
+    // /dev/null in its place expects that open to get 0, not a later one.
+    for (int std_fd = 0; std_fd < 3; ++std_fd) {
+        if (fcntl(std_fd, F_GETFD) < 0) return false;
+    }
     char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%d/syscall", static_cast<int>(tid));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
+    struct stat expected, got;
+    if (stat(path, &expected) != 0) return false;
+    int low = open(path, O_RDONLY | O_CLOEXEC);
+    if (low < 0) return false;
+    if (fstat(low, &got) != 0 || got.st_dev != expected.st_dev || got.st_ino != expected.st_ino) {
+        return false;  // the number is already the program's: not ours to close
+    }
+    rlimit nofile{};
+    rlim_t soft = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                      ? nofile.rlim_cur
+                      : rlim_t{1} << 20;
+    int high = fcntl(low, F_DUPFD_CLOEXEC, static_cast<int>(std::min<rlim_t>(soft / 2, 1024)));
+    if (fstat(low, &got) == 0 && got.st_dev == expected.st_dev && got.st_ino == expected.st_ino) {
+        close(low);
+    }
+    if (high < 0) return false;
+    if (fstat(high, &got) != 0 || got.st_dev != expected.st_dev || got.st_ino != expected.st_ino) {
+        return false;
+    }
+    file->fd = high;
+    file->dev = expected.st_dev;
+    file->ino = expected.st_ino;
+    ++state_files_;
+    return true;
+}
+
+void WallReader::close_state_file(StateFile* file) {
+    if (file->fd < 0) return;
+    struct stat got;
+    if (fstat(file->fd, &got) == 0 && got.st_dev == file->dev && got.st_ino == file->ino) {
+        close(file->fd);
+    }
+    file->fd = -1;
+    if (state_files_ > 0) --state_files_;
+}
+
+bool WallReader::waits_for_gil(pid_t tid, StateFile* file) {
+    // "<nr> <arg0> <arg1> ... <sp> <pc>" for a thread blocked in a system
+    // call, "running" or "-1 <sp> <pc>" otherwise (proc(5)); made anew at
+    // every read from offset 0.
+    if (file->fd < 0 && !open_state_file(tid, file)) return false;
+    struct stat got;
+    if (fstat(file->fd, &got) != 0 || got.st_dev != file->dev || got.st_ino != file->ino) {
+        // Closed or replaced by the program: forgotten (not closed), and
+        // opened again next time.
+        file->fd = -1;
+        if (state_files_ > 0) --state_files_;
+        lost_state_files_.fetch_add(1, std::memory_order_relaxed);
+        return false;
+    }
     char text[256];
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
+    ssize_t n = pread(file->fd, text, sizeof text - 1, 0);
     syscall_reads_.fetch_add(1, std::memory_order_relaxed);
     if (n <= 0) return false;
     text[n] = '\0';

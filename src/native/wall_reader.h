@@ -49,6 +49,7 @@ struct WallCounters {
     uint64_t dropped = 0;        // buffer full
     uint64_t dropped_weight = 0;
     uint64_t syscall_reads = 0;  // /proc syscall files read to classify
+    uint64_t lost_state_files = 0;  // closed or replaced by the program: reopened
     int64_t cpu_ns = 0;          // the reader's own CPU time
 };
 
@@ -73,12 +74,20 @@ public:
     // child has no such thread.
     void stop_for_fork();
     int resume_after_fork();
-    void forget_after_fork() { running_ = stopped_for_fork_ = false; }
+    void forget_after_fork();
 
     WallCounters counters() const;
     void reset_counters();
 
 private:
+    // The thread's /proc `syscall` file, kept open (re-read with pread) at
+    // a high descriptor number, out of the program's way (see
+    // open_state_file in wall_reader.cpp).
+    struct StateFile {
+        int fd = -1;
+        dev_t dev = 0;
+        ino_t ino = 0;
+    };
     struct Balance {
         uint64_t uid = 0;
         int64_t last_cpu_ns = 0;
@@ -86,11 +95,15 @@ private:
         int64_t classified_cpu_ns = -1;  // CPU time when its state was last read
         bool waits_for_gil = false;
         uint64_t seen = 0;
+        StateFile file;
     };
     static void* main(void* arg);
     void loop();
     void tick(int64_t now, int64_t elapsed);
-    bool waits_for_gil(pid_t tid);
+    bool waits_for_gil(pid_t tid, StateFile* file);
+    bool open_state_file(pid_t tid, StateFile* file);
+    void close_state_file(StateFile* file);
+    void forget_thread(Balance* b) { close_state_file(&b->file); }
     void write_sample(const ThreadRegistry::Sampled& t, uint32_t weight, bool gil, int64_t now);
 
     ThreadRegistry* registry_ = nullptr;
@@ -109,9 +122,10 @@ private:
     std::vector<ThreadRegistry::Sampled> threads_;
     std::unordered_map<pid_t, Balance> balances_;
     uint64_t generation_ = 0;
+    size_t state_files_ = 0;  // open now (at most kMaxStateFiles)
 
     std::atomic<uint64_t> ticks_{0}, late_ticks_{0}, idle_samples_{0}, gil_samples_{0},
-        torn_walks_{0}, dropped_{0}, dropped_weight_{0}, syscall_reads_{0};
+        torn_walks_{0}, dropped_{0}, dropped_weight_{0}, syscall_reads_{0}, lost_state_files_{0};
     std::atomic<int64_t> ended_cpu_ns_{0};
     std::atomic<pid_t> tid_{0};
 };
