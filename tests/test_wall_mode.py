@@ -129,8 +129,12 @@ def test_wall_mode_charges_every_thread_its_real_time():
         got = sum(r["by_thread"].get(name, {}).values()) * interval
         lived = r["outs"][name]["wall"] * 1000
         # The thread's first tick and its last partial interval: two
-        # intervals at most, plus its start-up and exit around the body.
-        assert lived - 3 * interval <= got <= lived + 3 * interval, (name, got, lived)
+        # intervals at most, plus its start-up and exit around the body. A
+        # thread that keeps running (the burner, preempted on a loaded
+        # machine) has its time off CPU charged in chunks of two intervals:
+        # the chunk under way when it ends is not charged either.
+        slack = 5 if name == "burner" else 3
+        assert lived - slack * interval <= got <= lived + 3 * interval, (name, got, lived)
     # Blocked threads are off CPU (idle; c_sleeper also waits for the GIL
     # after each of its sleeps, while the burner holds it), charged to the
     # function that blocked.

@@ -31,7 +31,7 @@ namespace {
 
 // Off-CPU time of a thread that keeps running is charged once it adds up
 // to this many intervals (see tick()).
-constexpr int64_t kMaxDeferredIntervals = 4;
+constexpr int64_t kMaxDeferredIntervals = 2;
 // /proc syscall files kept open at once; threads past it are not told
 // apart (a wait counts as idle).
 constexpr size_t kMaxStateFiles = 256;

@@ -199,9 +199,11 @@ def _section(
     return out
 
 
-def _tracks(agg: AggregatedProfile, interval_ms: float, limit: int, width: int, threads: str) -> list[str]:
+def _tracks(
+    agg: AggregatedProfile, interval_ms: float, limit: int, width: int, threads: str, unit: str = "CPU"
+) -> list[str]:
     """The threads or groups by CPU (capped), then the top functions of
-    the costliest few."""
+    the costliest few. ``unit``: what the weights are (CPU, or wall time)."""
     tracks = thread_tracks(agg, threads)
     n_threads = len(agg.thread_ids)
     if len(tracks) < 2:
@@ -209,7 +211,7 @@ def _tracks(agg: AggregatedProfile, interval_ms: float, limit: int, width: int, 
     whole = agg.total_weight
     grouped = any(len(t.thread_ids) > 1 for t in tracks)
     kind = f"{n_threads} threads in {len(tracks)} groups" if grouped else f"{n_threads} threads"
-    out = ["", f"Threads: {kind}, by CPU", f"{'CPU':>10} {'share':>6} {'threads':>8}  name"]
+    out = ["", f"Threads: {kind}, by {unit}", f"{unit:>10} {'share':>6} {'threads':>8}  name"]
     for t in tracks[:TRACK_ROWS]:
         out.append(
             f"{duration_text(t.weight * interval_ms):>10} {_pct(t.weight, whole)} "
@@ -219,7 +221,7 @@ def _tracks(agg: AggregatedProfile, interval_ms: float, limit: int, width: int, 
     if rest:
         w = sum(t.weight for t in rest)
         out.append(
-            f"{ELLIPSIS} and {len(rest)} more ({duration_text(w * interval_ms)} CPU, "
+            f"{ELLIPSIS} and {len(rest)} more ({duration_text(w * interval_ms)} {unit}, "
             f"{_pct(w, whole).strip()}): the HTML report lists them all"
         )
     for t in tracks[:TRACK_SECTIONS]:
@@ -228,7 +230,7 @@ def _tracks(agg: AggregatedProfile, interval_ms: float, limit: int, width: int, 
         who = f"{count} threads" if count > 1 else f"tid {t.thread_ids[0]}"
         out += [
             "",
-            f"== {_clean(t.name)}: {who}, {duration_text(t.weight * interval_ms)} CPU "
+            f"== {_clean(t.name)}: {who}, {duration_text(t.weight * interval_ms)} {unit} "
             f"({_pct(t.weight, whole).strip()}) ==",
         ]
         out += _section(sub.merged(), interval_ms, min(limit, TRACK_TABLE_ROWS), width, by_total=False)
@@ -258,7 +260,8 @@ def render_text(
     if agg.total_samples == 0:
         lines.append("no samples")
     else:
-        tracks = [] if threads == "merged" else _tracks(agg, profile.interval_ms, limit, width, threads)
+        unit = "wall" if profile.mode == "wall" else "CPU"
+        tracks = [] if threads == "merged" else _tracks(agg, profile.interval_ms, limit, width, threads, unit)
         scope = " (all threads)" if tracks else ""
         lines += _section(agg.merged(), profile.interval_ms, limit, width, scope=scope)
         lines += tracks
