@@ -42,7 +42,12 @@ void Session::on_code_death(PyCodeObject* code) {
 }
 
 void Session::warn(const std::string& message) {
-    WarningQueue::instance().push(message, service_.is_current_thread());
+    try {
+        WarningQueue::instance().push(message, service_.is_current_thread());
+    } catch (const std::bad_alloc&) {
+        // Out of memory: the warning is dropped, never the caller's work
+        // (stop() must end the session and keep its samples).
+    }
 }
 
 bool Session::start(const StartOptions& options) {
@@ -224,7 +229,11 @@ MemoryUse Session::memory_use() const {
 void Session::warn_about_memory() {
     if (run_.warned_memory || aggregator_.dropped_samples() == 0) return;
     run_.warned_memory = true;
-    warn(memory_warning(run_.options.memory_limit_bytes, resolver_.allocation_failures() > 0));
+    try {
+        warn(memory_warning(run_.options.memory_limit_bytes, resolver_.allocation_failures() > 0));
+    } catch (const std::bad_alloc&) {
+        // the message itself could not be made: see warn()
+    }
 }
 
 bool Session::paused() const { return active_ && handler_state().paused.load(); }

@@ -146,7 +146,12 @@ void ThreadNames::update() {
             Py_ssize_t n = 0;
             const char* name = PyUnicode_AsUTF8AndSize(name_obj, &n);
             if (tid > 0 && name != nullptr) {
-                names_[static_cast<pid_t>(tid)].assign(name, static_cast<size_t>(n));
+                try {
+                    names_[static_cast<pid_t>(tid)].assign(name, static_cast<size_t>(n));
+                } catch (const std::bad_alloc&) {
+                    // Out of memory (stop() under an exhausted address
+                    // space): the thread keeps the name it had, or none.
+                }
             }
             if (PyErr_Occurred()) PyErr_Clear();  // our own conversion's error
         }
