@@ -253,8 +253,8 @@ def test_record_fields_and_defaults_match_the_signature():
     assert [(f.name, f.type) for f in dataclasses.fields(Frame)] == [
         ("function_name", "str"), ("filename", "str"), ("lineno", "int"), ("is_native", "bool")]
     assert dataclasses.fields(Frame)[-1].default is False
-    assert [(f.name, f.default) for f in dataclasses.fields(Sample)[-2:]] == [
-        ("weight", 1), ("state", "cpu")]
+    assert [(f.name, f.default) for f in dataclasses.fields(Sample)[-3:]] == [
+        ("weight", 1), ("state", "cpu"), ("holds_gil", None)]
     assert Frame("f", "x.py", 1) == Frame("f", "x.py", 1, False)
     with pytest.raises(TypeError):
         Frame("f", "x.py")  # type: ignore[call-arg]

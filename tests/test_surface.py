@@ -47,7 +47,8 @@ class AggregatedStack(object)
   field frames: Stack
   field count: int
   field weight: int
-  method __init__(self, thread_id: 'int | None', frames: 'Stack', count: 'int', weight: 'int') -> None
+  field holds_gil: bool | None
+  method __init__(self, thread_id: 'int | None', frames: 'Stack', count: 'int', weight: 'int', holds_gil: 'bool | None' = None) -> None
 class Frame(object)
   field function_name: str
   field filename: str
@@ -66,9 +67,10 @@ class FunctionStats(object)
   method __init__(self, function_name: 'str', filename: 'str', lineno: 'int', self_count: 'int', total_count: 'int', self_weight: 'int', total_weight: 'int') -> None
 class Profile(object)
   method __init__(self, start_time: 'datetime', end_time: 'datetime', interval_ms: 'float', samples: 'Iterable[Sample]', dropped_count: 'int' = 0, python_version: 'str' = '', platform: 'str' = '', *, mode: 'str | None' = None) -> 'None'
-  method aggregate(self) -> 'AggregatedProfile'
+  method aggregate(self, *, by_gil: 'bool' = False) -> 'AggregatedProfile'
   property effective_rate_hz
-  classmethod from_columns(cls, *, start_time: 'datetime', end_time: 'datetime', interval_ms: 'float', stacks: 'Sequence[Stack]', timestamps_ns: 'array', thread_ids: 'array', stack_indices: 'array', weights: 'array', thread_names: 'dict[int, str | None]', dropped_count: 'int' = 0, python_version: 'str' = '', platform: 'str' = '', states: 'array | None' = None, mode: 'str | None' = None) -> 'Profile'
+  classmethod from_columns(cls, *, start_time: 'datetime', end_time: 'datetime', interval_ms: 'float', stacks: 'Sequence[Stack]', timestamps_ns: 'array', thread_ids: 'array', stack_indices: 'array', weights: 'array', thread_names: 'dict[int, str | None]', dropped_count: 'int' = 0, python_version: 'str' = '', platform: 'str' = '', states: 'array | None' = None, mode: 'str | None' = None, gil: 'array | None' = None) -> 'Profile'
+  method gil_totals_ms(self) -> 'dict[str, float]'
   property interval_ns
   method iter_compact(self) -> 'Iterator[tuple[int, int, int, int]]'
   classmethod joined(cls, parts: 'Sequence[Profile]') -> 'Profile'
@@ -131,7 +133,8 @@ class Sample(object)
   field frames: Stack
   field weight: int
   field state: str
-  method __init__(self, timestamp_ns: 'int', thread_id: 'int', thread_name: 'str | None', frames: 'Stack', weight: 'int' = 1, state: 'str' = 'cpu') -> None
+  field holds_gil: bool | None
+  method __init__(self, timestamp_ns: 'int', thread_id: 'int', thread_name: 'str | None', frames: 'Stack', weight: 'int' = 1, state: 'str' = 'cpu', holds_gil: 'bool | None' = None) -> None
   property leaf
   property on_cpu
 class ThreadProfiler(object)
@@ -215,7 +218,7 @@ STATS_SCHEMA = {
 }
 RESULT_KEYS = {
     "strings": list, "frames": bytes, "stacks": bytes, "timestamps": bytes, "thread_ids": bytes,
-    "stack_ids": bytes, "weights": bytes, "states": bytes, "thread_names": dict,
+    "stack_ids": bytes, "weights": bytes, "states": bytes, "gil": bytes, "thread_names": dict,
     "start_monotonic_ns": int,
 }
 
@@ -410,7 +413,7 @@ RESULT = dict(STATS,
     stacks=q([v for n in nodes for v in n]),
     timestamps=q([s[0] for s in samples]), thread_ids=q([s[1] for s in samples]),
     stack_ids=q([s[2] for s in samples]), weights=q([s[3] for s in samples]),
-    states=q([0] * len(samples)),
+    states=q([0] * len(samples)), gil=q([1, 1, 2, 1, 2, 1, 1]),
     thread_names={101: "MainThread", 202: "worker-1"},
     start_monotonic_ns=999_000_000,
 )
@@ -463,6 +466,7 @@ emit({
     "total_weight": prof.total_weight, "sample_count": prof.sample_count,
     "stats": stats, "raw_keys": sorted(prof.stats.raw),
     "collapsed": prof.to_collapsed(),
+    "gil": [s.holds_gil for s in prof.samples],
 })
 """.replace("native_start_args()", "state['start']")
     )
@@ -483,6 +487,7 @@ emit({
         [101, "MainThread", 1, [main, handle]],
         [101, "MainThread", 1, [main, ["handle", "/srv/app/web.py", 44]]],
     ]
+    assert result["gil"] == [True, True, False, True, False, True, True]
     assert result["gaps"] == [5_000_000, 5_000_000, 10_000_000, 10_000_000, 10_000_000, 10_000_000]
     # capture times are moved from the monotonic clock onto wall time: the
     # first sample came 1 ms after the session's start

@@ -497,3 +497,124 @@ def test_a_thread_that_sleeps_60_percent(mode):
     else:
         assert r["nap_any"] <= 0.02, r
         assert r["compute_cpu"] >= 0.95, r
+
+
+GIL_HELD_SRC = """
+import ctypes, gzip, hashlib, threading, time, spprof
+
+data = b"x" * (1 << 22)
+stop = threading.Event()
+
+def hash_big():
+    # sha256 of 4 MiB releases the GIL while it hashes.
+    while not stop.is_set():
+        hashlib.sha256(data).digest()
+
+def python_loop():
+    while not stop.is_set():
+        sum(i * i for i in range(2000))
+
+def c_sleep_holding_the_gil():
+    # A C function called through PyDLL keeps the GIL: every other thread
+    # stops while it sleeps (a classic bug, shown as idle with the GIL).
+    libc = ctypes.PyDLL(None)
+    for _ in range(MODE == "wall" and 20 or 0):
+        libc.usleep(10_000)
+        time.sleep(0.01)
+
+spprof.start(interval_ms=1, mode=MODE)
+threads = [threading.Thread(target=f, name=f.__name__)
+           for f in (hash_big, python_loop, c_sleep_holding_the_gil)]
+for t in threads:
+    t.start()
+time.sleep(1.0)
+stop.set()
+for t in threads:
+    t.join()
+prof = spprof.stop()
+by = {}
+for s in prof.samples:
+    leaf = s.frames[-1].function_name if s.frames else ""
+    key = f"{s.thread_name}|{leaf}|{s.state}|{s.holds_gil}"
+    by[key] = by.get(key, 0) + s.weight
+pb = gzip.decompress(prof.render("pprof"))
+emit({
+    "by": by,
+    "gil_totals": prof.gil_totals_ms(),
+    "interval_ms": prof.interval_ms,
+    "text": prof.render("text").decode().splitlines()[:4],
+    "pprof_labels": [pb.count(b"gil"), pb.count(b"released"), pb.count(b"held")],
+})
+"""
+
+
+@pytest.mark.parametrize("mode", ["cpu", "wall"])
+def test_samples_say_whether_the_thread_held_the_gil(mode):
+    """A thread hashing 4 MiB buffers (hashlib releases the GIL) is sampled
+    not holding it while it hashes; a pure-Python thread holds it. The CPU
+    outside the GIL is in Profile.gil_totals_ms(), the text header, and as
+    a pprof label. In wall mode a C call that sleeps holding the GIL (PyDLL)
+    is idle time with the GIL held."""
+    r = run_scenario(f"MODE = {mode!r}\n" + GIL_HELD_SRC, timeout=120)
+    print(r)
+    by = r["by"]
+
+    def weight(thread, leaf, state, holds):
+        return by.get(f"{thread}|{leaf}|{state}|{holds}", 0)
+
+    released = weight("hash_big", "hash_big", "cpu", "False")
+    held = weight("hash_big", "hash_big", "cpu", "True")
+    # The hasher runs Python between calls only for a few microseconds.
+    assert released >= 50 and released >= 9 * held, by
+    py_held = sum(w for k, w in by.items() if k.startswith("python_loop|") and k.endswith("|cpu|True"))
+    py_released = sum(w for k, w in by.items() if k.startswith("python_loop|") and k.endswith("|cpu|False"))
+    # A thread that runs Python holds the GIL; a sample can land while it
+    # hands the GIL over (the eval loop's drop/take): a few.
+    assert py_held >= 100 and py_released <= 0.05 * py_held, by
+    assert not any(k.endswith("|None") for k in by), by
+    totals = r["gil_totals"]
+    assert totals["unknown"] == 0
+    assert totals["released"] >= released * r["interval_ms"]
+    assert any("without the GIL" in line for line in r["text"]), r["text"]
+    assert all(n > 0 for n in r["pprof_labels"]), r["pprof_labels"]
+    if mode == "wall":
+        # 20 sleeps of 10 ms holding the GIL: about 200 ms idle with it.
+        idle_held = weight("c_sleep_holding_the_gil", "c_sleep_holding_the_gil", "idle", "True")
+        idle_free = weight("c_sleep_holding_the_gil", "c_sleep_holding_the_gil", "idle", "False")
+        assert 100 <= idle_held * r["interval_ms"] <= 320, by
+        # time.sleep() between them releases it.
+        assert idle_free * r["interval_ms"] >= 100, by
+
+
+def test_holds_gil_is_kept_by_every_derived_profile():
+    """Sample.holds_gil survives joined(), without_idle() and the stack
+    rewrites; a bad value is refused with the argument named."""
+    from datetime import datetime, timezone
+
+    from spprof import Frame, Profile, Sample
+
+    f, g = Frame("f", "a.py", 1), Frame("g", "a.py", 2)
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    samples = [
+        Sample(1, 10, "t", (f,), 2, "cpu", True),
+        Sample(2, 10, "t", (f, g), 3, "cpu", False),
+        Sample(3, 10, "t", (f,), 4, "idle", True),
+        Sample(4, 11, "u", (g,), 1, "gc", None),
+    ]
+    prof = Profile(t0, t0, 10, samples)
+    assert [s.holds_gil for s in prof.samples] == [True, False, True, None]
+    assert prof.gil_totals_ms() == {"held": 20, "released": 30, "unknown": 10}
+    on_cpu = prof.without_idle()
+    assert [s.holds_gil for s in on_cpu.samples] == [True, False, None]
+    joined = Profile.joined([prof, Profile(t0, t0, 5, [Sample(5, 10, "t", (g,), 1, "cpu", False)])])
+    assert [s.holds_gil for s in joined.samples] == [True, False, True, None, False]
+    assert joined.gil_totals_ms()["released"] == 35
+    renamed = prof._with_stacks(lambda st: tuple(Frame(x.function_name.upper(), x.filename, x.lineno) for x in st))
+    assert [s.holds_gil for s in renamed.samples] == [True, False, True, None]
+    by_gil: dict = {}
+    for a in prof.aggregate(by_gil=True).stacks:
+        by_gil[(a.thread_id, a.holds_gil)] = by_gil.get((a.thread_id, a.holds_gil), 0) + a.weight
+    assert by_gil == {(10, True): 6, (10, False): 3, (11, None): 1}
+    assert all(a.holds_gil is None for a in prof.aggregate().stacks)
+    with pytest.raises(ValueError, match="holds_gil must be True, False or None, got 1"):
+        Sample(1, 10, "t", (f,), 1, "cpu", 1)  # type: ignore[arg-type]

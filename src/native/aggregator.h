@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "gil_view.h"
+
 namespace spprof {
 
 struct FrameKey {
@@ -30,6 +32,7 @@ struct SampleRecord {
     uint32_t stack;  // stack id; 0 = empty stack
     uint32_t weight;
     ThreadState state;
+    GilHeld gil;
 };
 
 class Aggregator {

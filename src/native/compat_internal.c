@@ -8,6 +8,8 @@
 
 #include "compat_internal.h"
 
+#include <stddef.h>
+
 #ifdef Py_GIL_DISABLED
 #error "spprof does not support free-threaded CPython builds yet"
 #endif
@@ -22,3 +24,9 @@ const void* spprof_gil_address(PyInterpreterState* interp) {
 }
 
 size_t spprof_gil_size(void) { return sizeof(struct _gil_runtime_state); }
+
+/* 3.11/3.12: _Py_atomic_int / _Py_atomic_address are structs of one atomic
+   member; 3.13: a plain int and pointer read with atomic builtins. Either
+   way the value is at the field's offset. */
+size_t spprof_gil_locked_offset(void) { return offsetof(struct _gil_runtime_state, locked); }
+size_t spprof_gil_holder_offset(void) { return offsetof(struct _gil_runtime_state, last_holder); }

@@ -87,7 +87,11 @@ size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& ou
                 } else if (gc_pos >= 0) {
                     state = ThreadState::gc;
                 }
-                keep = out.add_sample(SampleRecord{slot->timestamp_ns, slot->tid, stack, slot->weight, state},
+                GilHeld gil = GilHeld::unknown;
+                if (slot->flags & kSampleGilKnown) {
+                    gil = (slot->flags & kSampleGilHeld) ? GilHeld::held : GilHeld::released;
+                }
+                keep = out.add_sample(SampleRecord{slot->timestamp_ns, slot->tid, stack, slot->weight, state, gil},
                                       others < budget ? budget - others : 0);
             }
         } catch (const std::bad_alloc&) {

@@ -91,18 +91,20 @@ bool add_sample_columns(PyObject* result, const Aggregator& aggregator, const Th
     std::stable_sort(sorted.begin(), sorted.end(), [](const SampleRecord& a, const SampleRecord& b) {
         return a.timestamp_ns < b.timestamp_ns;
     });
-    std::vector<int64_t> ts, tid, stack, weight, state;
+    std::vector<int64_t> ts, tid, stack, weight, state, gil;
     ts.reserve(samples.size());
     tid.reserve(samples.size());
     stack.reserve(samples.size());
     weight.reserve(samples.size());
     state.reserve(samples.size());
+    gil.reserve(samples.size());
     for (const SampleRecord& r : sorted) {
         ts.push_back(r.timestamp_ns);
         tid.push_back(r.tid);
         stack.push_back(r.stack);
         weight.push_back(r.weight);
         state.push_back(static_cast<int64_t>(r.state));
+        gil.push_back(static_cast<int64_t>(r.gil));
     }
     PyObject* py_names = PyDict_New();
     for (const auto& [t, name] : names.names()) {
@@ -117,7 +119,7 @@ bool add_sample_columns(PyObject* result, const Aggregator& aggregator, const Th
               put(result, "stacks", int64_bytes(stack_cols)) &&
               put(result, "timestamps", int64_bytes(ts)) && put(result, "thread_ids", int64_bytes(tid)) &&
               put(result, "stack_ids", int64_bytes(stack)) && put(result, "weights", int64_bytes(weight)) &&
-              put(result, "states", int64_bytes(state)) &&
+              put(result, "states", int64_bytes(state)) && put(result, "gil", int64_bytes(gil)) &&
               put(result, "thread_names", py_names) &&
               put(result, "start_monotonic_ns", PyLong_FromLongLong(start_monotonic_ns));
     return ok;

@@ -28,6 +28,8 @@ inline constexpr uint16_t kSampleSubinterpreter = 1;  // the thread ran another 
 inline constexpr uint16_t kSampleIncomplete = 2;      // the frame chain could not be read
 inline constexpr uint16_t kSampleOffCpu = 4;          // wall mode: time off CPU (wall_reader.h)
 inline constexpr uint16_t kSampleGilWait = 8;         // ... spent waiting for the GIL
+inline constexpr uint16_t kSampleGilKnown = 16;       // whether the thread held the GIL is known:
+inline constexpr uint16_t kSampleGilHeld = 32;        // ... it did (gil_view.h)
 
 struct SampleSlot {
     std::atomic<uint64_t> seq;

@@ -97,6 +97,9 @@ bool Session::start(const StartOptions& options) {
         }
     }
     st.main_interp = PyThreadState_GetInterpreter(PyThreadState_Get());
+    st.gil = GilView{static_cast<const char*>(
+                         spprof_gil_address(static_cast<PyInterpreterState*>(st.main_interp))),
+                     spprof_gil_locked_offset(), spprof_gil_holder_offset()};
     st.gc_tid.store(0);
     st.gc_frame.store(nullptr);
 

@@ -248,6 +248,10 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
             slot->flags = kSampleSubinterpreter;
             c.subinterpreter_samples.fetch_add(1, std::memory_order_relaxed);
         } else {
+            if (st.gil.known()) {
+                slot->flags |= kSampleGilKnown;
+                if (st.gil.held_by(tstate)) slot->flags |= kSampleGilHeld;
+            }
             const void* gc_frame = nullptr;
             bool in_gc = st.gc_tid.load(std::memory_order_acquire) == tid;
             if (in_gc) gc_frame = st.gc_frame.load(std::memory_order_acquire);

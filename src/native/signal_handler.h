@@ -22,6 +22,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "gil_view.h"
+
 namespace spprof {
 
 class SampleBuffer;
@@ -100,6 +102,8 @@ struct HandlerState {
     // The interpreter whose code objects the session tracks (the one that
     // called start()): frames of any other interpreter are not read.
     void* main_interp = nullptr;
+    // That interpreter's GIL: whether a sampled thread held it.
+    GilView gil;
     // The thread running a garbage collection now (0: none) and the frame
     // that was current when it started (gc.callbacks, gc_marker.cpp).
     std::atomic<pid_t> gc_tid{0};

@@ -339,6 +339,11 @@ void WallReader::write_sample(const ThreadRegistry::Sampled& t, uint32_t weight,
     slot->weight = weight;
     slot->gc_pos = -1;
     slot->flags = kSampleOffCpu | (gil ? kSampleGilWait : 0);
+    // Blocked while holding the GIL stops every other thread: worth seeing.
+    if (st.gil.known()) {
+        slot->flags |= kSampleGilKnown;
+        if (!gil && st.gil.held_by(t.tstate)) slot->flags |= kSampleGilHeld;
+    }
     if (walk.invalid) {
         slot->depth = 0;
         slot->truncated = 0;

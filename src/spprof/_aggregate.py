@@ -9,22 +9,25 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from ._model import Stack
+    from ._model import Profile, Stack
 
-__all__ = ["AggregatedProfile", "AggregatedStack", "FunctionStats"]
+__all__ = ["AggregatedProfile", "AggregatedStack", "FunctionStats", "aggregate_columns"]
 
 
 @dataclass(frozen=True, slots=True)
 class AggregatedStack:
     """A unique (thread, stack) pair with how often it was seen.
 
-    ``thread_id`` is ``None`` in a thread-merged aggregate.
+    ``thread_id`` is ``None`` in a thread-merged aggregate. ``holds_gil`` is
+    whether the thread held the GIL, in an aggregate by GIL
+    (``Profile.aggregate(by_gil=True)``); None otherwise or when not known.
     """
 
     thread_id: int | None
     frames: Stack
     count: int
     weight: int
+    holds_gil: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +99,12 @@ class AggregatedProfile:
 
     def merged(self) -> AggregatedProfile:
         """The same data with all threads folded together (thread_id None)."""
-        folded: dict[Stack, list[int]] = {}
+        folded: dict[tuple[Stack, bool | None], list[int]] = {}
         for s in self.stacks:
-            acc = folded.setdefault(s.frames, [0, 0])
+            acc = folded.setdefault((s.frames, s.holds_gil), [0, 0])
             acc[0] += s.count
             acc[1] += s.weight
-        stacks = [AggregatedStack(None, f, c, w) for f, (c, w) in folded.items()]
+        stacks = [AggregatedStack(None, f, c, w, g) for (f, g), (c, w) in folded.items()]
         return AggregatedProfile(self.interval_ns, stacks, dict(self.thread_names))
 
     def function_stats(self) -> list[FunctionStats]:
@@ -136,3 +139,28 @@ class AggregatedProfile:
             out.append(FunctionStats(key[0], key[1], line, sc, tc, sw, tw))
         out.sort(key=lambda f: (-f.self_weight, -f.total_weight, f.function_name))
         return out
+
+
+def aggregate_columns(profile: Profile, state_frames: dict[int, Stack], *, by_gil: bool) -> AggregatedProfile:
+    """Profile.aggregate: the samples folded by (thread, stack, state), and
+    with ``by_gil`` by whether the thread held the GIL too. Off-CPU samples
+    end in a frame naming the state (<idle>, <waiting for the GIL>): every
+    output shows where a thread waited, under the function that waited:
+    ``state_frames`` maps a state's code to the frames appended."""
+    from ._states import GIL_VALUES
+
+    gil = profile._gil if by_gil else bytes(len(profile._state))
+    acc: dict[tuple[int, int, int, int], list[int]] = {}
+    for th, i, w, s, g in zip(profile._tid, profile._stack_idx, profile._weight, profile._state, gil):
+        a = acc.get((th, i, s, g))
+        if a is None:
+            acc[(th, i, s, g)] = [1, w]
+        else:
+            a[0] += 1
+            a[1] += w
+    stacks = profile._stacks
+    folded = [
+        AggregatedStack(th, stacks[i] + state_frames.get(s, ()), c, w, GIL_VALUES[g])
+        for (th, i, s, g), (c, w) in acc.items()
+    ]
+    return AggregatedProfile(profile.interval_ns, folded, dict(profile._thread_names))

@@ -1,5 +1,6 @@
 """Profiles made from other profiles: Profile.joined (consecutive parts of
-one session) and Profile.without_idle (the samples on CPU only)."""
+one session), Profile.without_idle (the samples on CPU only), and the
+stack rewrites of Profile._with_stacks."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
     from ._model import Profile, Stack
 
-__all__ = ["StackTable", "join_profiles", "on_cpu_only"]
+__all__ = ["StackTable", "derived", "join_profiles", "on_cpu_only"]
 
 
 class StackTable:
@@ -46,13 +47,15 @@ def join_profiles(cls: type[Profile], parts: Sequence[Profile]) -> Profile:
     if unit <= 0:
         raise ValueError("profiles to join need intervals of at least 1 ns")
     table = StackTable()
-    ts, tid, sidx, weight, state = array("q"), array("q"), array("q"), array("q"), array("b")
+    ts, tid, sidx, weight = array("q"), array("q"), array("q"), array("q")
+    state, gil = array("b"), array("b")
     names: dict[int, str | None] = {}
     for p in parts:
         scale = p.interval_ns // unit
         remap = [table.add(st) for st in p._stacks]
         ts.extend(p._ts)
         state.extend(p._state)
+        gil.extend(p._gil)
         tid.extend(p._tid)
         sidx.extend(remap[i] for i in p._stack_idx)
         if scale == 1:
@@ -75,6 +78,7 @@ def join_profiles(cls: type[Profile], parts: Sequence[Profile]) -> Profile:
         stack_indices=sidx,
         weights=weight,
         states=state,
+        gil=gil,
         thread_names=names,
         dropped_count=sum(p.dropped_count for p in parts),
         python_version=parts[0].python_version,
@@ -95,27 +99,50 @@ def join_profiles(cls: type[Profile], parts: Sequence[Profile]) -> Profile:
     return joined
 
 
-def on_cpu_only(profile: Profile) -> Profile:
-    if profile.mode == "cpu" and not any(s in OFF_CPU for s in profile._state):
-        return profile
-    keep = [i for i, s in enumerate(profile._state) if s not in OFF_CPU]
+def derived(
+    profile: Profile,
+    *,
+    keep: Sequence[int] | None = None,
+    stacks: Sequence[Stack] | None = None,
+    stack_remap: Sequence[int] | None = None,
+    mode: str | None = None,
+) -> Profile:
+    """A profile of the same session made of ``profile``'s samples: those at
+    the indices ``keep`` (all when None), their stack indices mapped through
+    ``stack_remap`` into ``stacks`` (unchanged when None); every column,
+    ``stats`` and what the samples do not cover carried over."""
+
+    def column(a: array) -> array:
+        return array(a.typecode, a if keep is None else (a[i] for i in keep))
+
+    indices = column(profile._stack_idx)
+    if stack_remap is not None:
+        indices = array("q", (stack_remap[i] for i in indices))
     out = type(profile).from_columns(
         start_time=profile._start_time,
         end_time=profile._end_time,
         interval_ms=profile.interval_ms,
-        stacks=profile._stacks,
-        timestamps_ns=array("q", (profile._ts[i] for i in keep)),
-        thread_ids=array("q", (profile._tid[i] for i in keep)),
-        stack_indices=array("q", (profile._stack_idx[i] for i in keep)),
-        weights=array("q", (profile._weight[i] for i in keep)),
-        states=array("b", (profile._state[i] for i in keep)),
+        stacks=profile._stacks if stacks is None else stacks,
+        timestamps_ns=column(profile._ts),
+        thread_ids=column(profile._tid),
+        stack_indices=indices,
+        weights=column(profile._weight),
+        states=column(profile._state),
+        gil=column(profile._gil),
         thread_names=profile._thread_names,
         dropped_count=profile.dropped_count,
         python_version=profile.python_version,
         platform=profile.platform,
-        mode="cpu",
+        mode=profile.mode if mode is None else mode,
     )
     out.stats = profile.stats
     out.threads_without_samples = profile.threads_without_samples
     out.children_cpu_ms = profile.children_cpu_ms
     return out
+
+
+def on_cpu_only(profile: Profile) -> Profile:
+    if profile.mode == "cpu" and not any(s in OFF_CPU for s in profile._state):
+        return profile
+    keep = [i for i, s in enumerate(profile._state) if s not in OFF_CPU]
+    return derived(profile, keep=keep, mode="cpu")

@@ -17,9 +17,9 @@ import math
 import os
 from array import array
 
-from ._derived import StackTable, join_profiles, on_cpu_only
+from ._derived import StackTable, derived, join_profiles, on_cpu_only
 from ._record import frozen_record
-from ._states import OFF_CPU, STATE_CODES, STATE_FRAMES, STATES, check_profile_mode
+from ._states import GIL_CODES, GIL_VALUES, OFF_CPU, STATE_CODES, STATE_FRAMES, STATES, check_profile_mode
 from ._times import WallTime
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
@@ -68,16 +68,19 @@ class Sample:
     wall mode of real time. ``state`` is what the thread was doing: ``"cpu"``
     (running), ``"gc"`` (running a garbage collection), and in wall mode
     ``"idle"`` (off CPU: blocked, sleeping, or waiting for a processor) or
-    ``"gil"`` (waiting for the GIL).
+    ``"gil"`` (waiting for the GIL). ``holds_gil`` says whether the thread
+    held the GIL when it was sampled (False for C code that released it, such
+    as hashing or compression of large buffers, or I/O), None when not known.
     """
 
-    __slots__ = ("timestamp_ns", "thread_id", "thread_name", "frames", "weight", "state")
+    __slots__ = ("timestamp_ns", "thread_id", "thread_name", "frames", "weight", "state", "holds_gil")
     timestamp_ns: int
     thread_id: int
     thread_name: str | None
     frames: Stack
     weight: int
     state: str
+    holds_gil: bool | None
 
     def __init__(
         self,
@@ -87,15 +90,19 @@ class Sample:
         frames: Stack,
         weight: int = 1,
         state: str = "cpu",
+        holds_gil: bool | None = None,
     ) -> None:
         if state not in STATE_CODES:
             raise ValueError(f"state must be one of {', '.join(map(repr, STATES))}, got {state!r}")
+        if holds_gil is not None and not isinstance(holds_gil, bool):
+            raise ValueError(f"holds_gil must be True, False or None, got {holds_gil!r}")
         _set(self, "timestamp_ns", timestamp_ns)
         _set(self, "thread_id", thread_id)
         _set(self, "thread_name", thread_name)
         _set(self, "frames", frames)
         _set(self, "weight", weight)
         _set(self, "state", state)
+        _set(self, "holds_gil", holds_gil)
 
     @property
     def on_cpu(self) -> bool:
@@ -133,6 +140,7 @@ class Profile:
         "_stack_idx",
         "_weight",
         "_state",
+        "_gil",
         "mode",
         "_thread_names",
         "_samples",
@@ -153,7 +161,8 @@ class Profile:
         mode: str | None = None,
     ) -> None:
         table = StackTable()
-        ts, tid, sidx, weight, state = array("q"), array("q"), array("q"), array("q"), array("b")
+        ts, tid, sidx, weight = array("q"), array("q"), array("q"), array("q")
+        state, gil = array("b"), array("b")
         names: dict[int, str | None] = {}
         kept: list[Sample] = []
         for s in samples:
@@ -162,6 +171,7 @@ class Profile:
             sidx.append(table.add(tuple(s.frames)))
             weight.append(s.weight)
             state.append(STATE_CODES.get(getattr(s, "state", "cpu"), 0))
+            gil.append(GIL_CODES.get(getattr(s, "holds_gil", None), 0))
             if s.thread_name is not None or s.thread_id not in names:
                 names[s.thread_id] = s.thread_name
             kept.append(s)
@@ -174,6 +184,7 @@ class Profile:
             weight,
         )
         self._state = state
+        self._gil = gil
         self.mode = check_profile_mode(mode, state)
         self._thread_names = names
         self._samples = kept
@@ -224,17 +235,23 @@ class Profile:
         platform: str = "",
         states: array | None = None,
         mode: str | None = None,
+        gil: array | None = None,
     ) -> Profile:
         """Build from the compact form: one entry per sample in each array,
         ``stack_indices`` pointing into ``stacks`` (root-first tuples);
         ``states`` holds each sample's state as its index in ``STATES``
-        (all ``"cpu"`` when omitted)."""
+        (all ``"cpu"`` when omitted), ``gil`` whether the thread held the
+        GIL as its index in ``GIL_VALUES`` (all unknown when omitted)."""
         n = len(timestamps_ns)
         if states is None:
             states = array("b", bytes(n))
         elif not isinstance(states, array) or states.typecode != "b":
             states = array("b", states)
-        if not (len(thread_ids) == len(stack_indices) == len(weights) == len(states) == n):
+        if gil is None:
+            gil = array("b", bytes(n))
+        elif not isinstance(gil, array) or gil.typecode != "b":
+            gil = array("b", gil)
+        if not (len(thread_ids) == len(stack_indices) == len(weights) == len(states) == len(gil) == n):
             raise ValueError("sample columns must all have the same length")
         self = cls.__new__(cls)
         self._init(start_time, end_time, interval_ms, dropped_count, python_version, platform)
@@ -246,6 +263,7 @@ class Profile:
             weights,
         )
         self._state = states
+        self._gil = gil
         self.mode = check_profile_mode(mode, states)
         self._thread_names = dict(thread_names)
         self._samples = None
@@ -260,8 +278,10 @@ class Profile:
             names = self._thread_names
             stacks = self._stacks
             self._samples = [
-                Sample(t, th, names.get(th), stacks[i], w, STATES[s])
-                for t, th, i, w, s in zip(self._ts, self._tid, self._stack_idx, self._weight, self._state)
+                Sample(t, th, names.get(th), stacks[i], w, STATES[s], GIL_VALUES[g])
+                for t, th, i, w, s, g in zip(
+                    self._ts, self._tid, self._stack_idx, self._weight, self._state, self._gil
+                )
             ]
         return self._samples
 
@@ -307,6 +327,22 @@ class Profile:
             totals[s] += w
         return {name: totals[i] * self.interval_ms for i, name in enumerate(STATES)}
 
+    def gil_totals_ms(self) -> dict[str, float]:
+        """CPU time of the samples taken on CPU by whether the thread held
+        the GIL: ``{"held": ..., "released": ..., "unknown": ...}``. Time
+        ``released`` is C code running beside the interpreter (what more
+        threads can speed up); ``unknown`` is from profiles built by hand and
+        threads of other interpreters."""
+        totals = [0, 0, 0]
+        for s, g, w in zip(self._state, self._gil, self._weight):
+            if s not in OFF_CPU:
+                totals[g] += w
+        return {
+            "held": totals[1] * self.interval_ms,
+            "released": totals[2] * self.interval_ms,
+            "unknown": totals[0] * self.interval_ms,
+        }
+
     def without_idle(self) -> Profile:
         """The samples taken on CPU only (a wall-mode profile without its
         idle and GIL-wait time: what CPU mode would have shown)."""
@@ -351,32 +387,18 @@ class Profile:
         capture order, without building Sample objects."""
         return zip(self._ts, self._tid, self._stack_idx, self._weight)
 
-    def aggregate(self) -> AggregatedProfile:
-        """Unique (thread, stack) pairs with sample counts and weights."""
-        from ._aggregate import AggregatedProfile, AggregatedStack
+    def aggregate(self, *, by_gil: bool = False) -> AggregatedProfile:
+        """Unique (thread, stack) pairs with sample counts and weights; with
+        ``by_gil``, unique (thread, stack, holds_gil) triples, each
+        AggregatedStack saying whether the thread held the GIL."""
+        from ._aggregate import aggregate_columns
 
-        if self._aggregate is None:
-            # Off-CPU samples end in a frame naming the state (<idle>,
-            # <waiting for the GIL>): every output shows where a thread
-            # waited, under the function that waited.
-            acc: dict[tuple[int, int, int], list[int]] = {}
-            for th, i, w, s in zip(self._tid, self._stack_idx, self._weight, self._state):
-                a = acc.get((th, i, s))
-                if a is None:
-                    acc[(th, i, s)] = [1, w]
-                else:
-                    a[0] += 1
-                    a[1] += w
-            state_frames = {
-                STATE_CODES[name]: (Frame(label, "", 0),) for name, label in STATE_FRAMES.items()
-            }
-            stacks = [
-                AggregatedStack(th, self._stacks[i] + state_frames.get(s, ()), c, w)
-                for (th, i, s), (c, w) in acc.items()
-            ]
-            self._aggregate = AggregatedProfile(
-                self.interval_ns, stacks, dict(self._thread_names)
-            )
+        if by_gil or self._aggregate is None:
+            state_frames = {STATE_CODES[name]: (Frame(label, "", 0),) for name, label in STATE_FRAMES.items()}
+            folded = aggregate_columns(self, state_frames, by_gil=by_gil)
+            if by_gil:
+                return folded
+            self._aggregate = folded
         return self._aggregate
 
     # -- outputs -----------------------------------------------------------
@@ -443,26 +465,7 @@ class Profile:
             remap.append(table.add(new))
         if not changed:
             return self
-        out = Profile.from_columns(
-            start_time=self._start_time,
-            end_time=self._end_time,
-            interval_ms=self.interval_ms,
-            stacks=table.stacks,
-            timestamps_ns=array("q", self._ts),
-            thread_ids=array("q", self._tid),
-            stack_indices=array("q", (remap[i] for i in self._stack_idx)),
-            weights=array("q", self._weight),
-            states=array("b", self._state),
-            thread_names=self._thread_names,
-            dropped_count=self.dropped_count,
-            python_version=self.python_version,
-            platform=self.platform,
-            mode=self.mode,
-        )
-        out.stats = self.stats
-        out.threads_without_samples = self.threads_without_samples
-        out.children_cpu_ms = self.children_cpu_ms
-        return out
+        return derived(self, stacks=table.stacks, stack_remap=remap)
 
     def __repr__(self) -> str:
         return (

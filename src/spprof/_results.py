@@ -96,6 +96,7 @@ RESULT_KEYS: dict[str, type] = {
     "stack_ids": bytes,
     "weights": bytes,
     "states": bytes,
+    "gil": bytes,
     "thread_names": dict,
     "start_monotonic_ns": int,
 }
@@ -273,6 +274,7 @@ def profile_from_native(
         stack_indices=indices,
         weights=_column(raw, "weights"),
         states=array("b", _column(raw, "states")),
+        gil=array("b", _column(raw, "gil")),
         mode=raw.get("mode", "cpu"),
         thread_names=dict(raw["thread_names"]),
         dropped_count=raw["buffer_dropped"] + raw["memory_dropped"],

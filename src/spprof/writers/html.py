@@ -223,14 +223,22 @@ def _fmt_num(x: float) -> str:
 
 def _time_facts(profile: Profile, total_weight: int) -> list[tuple[str, str]]:
     """What the boxes' widths are: CPU time, or in wall mode real time,
-    with its split between on and off CPU."""
+    with its split between on and off CPU; and the CPU spent without the
+    GIL, where the samples say."""
+    by_gil = profile.gil_totals_ms()
+    known = by_gil["held"] + by_gil["released"]
+    gil = []
+    if known > 0:
+        share = 100.0 * by_gil["released"] / known
+        gil = [("CPU without the GIL", f"{_fmt_ms(by_gil['released'])} ({share:.0f}%)")]
     if profile.mode != "wall":
-        return [("CPU time", _fmt_ms(total_weight * profile.interval_ms))]
+        return [("CPU time", _fmt_ms(total_weight * profile.interval_ms)), *gil]
     by_state = profile.state_totals_ms()
     return [
         ("Mode", "wall clock: boxes are real time, on and off CPU"),
         ("Wall time", _fmt_ms(total_weight * profile.interval_ms)),
         ("On CPU", _fmt_ms(by_state["cpu"] + by_state["gc"])),
+        *gil,
         ("Idle", _fmt_ms(by_state["idle"])),
         ("Waiting for the GIL", _fmt_ms(by_state["gil"])),
     ]

@@ -108,7 +108,10 @@ def _ns_since_epoch(dt: datetime) -> int:
 
 def build_message(profile: Profile, *, merge_threads: bool = False) -> bytes:
     """The uncompressed ``Profile`` protobuf."""
-    agg: AggregatedProfile = profile.aggregate()
+    # Samples that say whether their thread held the GIL keep it as a label
+    # (`go tool pprof -tagfocus=gil=released`: CPU outside the GIL).
+    by_gil = any(profile._gil)
+    agg: AggregatedProfile = profile.aggregate(by_gil=by_gil)
     if merge_threads:
         agg = agg.merged()
     interval_ns = profile.interval_ns
@@ -171,6 +174,13 @@ def build_message(profile: Profile, *, merge_threads: bool = False) -> bytes:
         state: _len(3, _int(1, k_state) + _int(2, strings(state))) for state in STATES if wall
     }
 
+    k_gil = strings("gil") if by_gil else 0
+    gil_labels = {
+        True: _len(3, _int(1, k_gil) + _int(2, strings("held"))) if by_gil else b"",
+        False: _len(3, _int(1, k_gil) + _int(2, strings("released"))) if by_gil else b"",
+        None: b"",
+    }
+
     def state_label(frames) -> bytes:
         if not wall:
             return b""
@@ -224,6 +234,7 @@ def build_message(profile: Profile, *, merge_threads: bool = False) -> bytes:
             + _packed(2, (s.count, s.weight * interval_ns))
             + labels(s.thread_id)
             + state_label(s.frames)
+            + gil_labels[s.holds_gil]
         )
         append(b"\x12" + _varint(len(body)) + body)  # field 2 (sample), wire 2
 

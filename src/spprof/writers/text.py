@@ -106,6 +106,14 @@ def _header(profile: Profile, agg: AggregatedProfile) -> list[str]:
             f"{duration_text(by_state['idle'])} idle, "
             f"{duration_text(by_state['gil'])} waiting for the GIL"
         ]
+    by_gil = profile.gil_totals_ms()
+    on_cpu = by_gil["held"] + by_gil["released"]
+    if by_gil["released"] > 0 and on_cpu > 0:
+        # C code that released the GIL ran beside the interpreter.
+        wall.append(
+            f"{duration_text(by_gil['released'])} of CPU without the GIL "
+            f"({100.0 * by_gil['released'] / on_cpu:.0f}% of CPU)"
+        )
     second = (
         f"interval {_num(interval)} ms ({nominal:.4g} Hz), "
         f"effective rate {rate:.1f} Hz, dropped {profile.dropped_count}"
