@@ -11,6 +11,7 @@ import warnings
 import pytest
 
 import spprof
+from conftest import BURN_SRC, run_scenario
 
 
 def burn(cpu_s: float) -> None:
@@ -30,11 +31,49 @@ def test_public_names():
     assert importlib.resources.files("spprof").joinpath("py.typed").is_file()
 
 
-@pytest.mark.parametrize("bad", [0, 1001, -5, True, False, math.nan, math.inf, 2.5, "10", None])
+@pytest.mark.parametrize("bad", [0, 1001, -5, True, False, math.nan, math.inf, 0.05, 0.0994, "10", None])
 def test_bad_interval_is_value_error(bad):
-    with pytest.raises(ValueError, match="interval_ms"):
+    with pytest.raises(ValueError, match=r"interval_ms must be a number of milliseconds from 0\.1 to 1000"):
         spprof.start(interval_ms=bad)
     assert not spprof.is_active()
+
+
+def test_sub_millisecond_intervals_are_honoured_on_perf_event():
+    """interval_ms=0.2: a thread burning 0.4 s of CPU gets one sample per
+    0.2 ms of it (within 5%), hardly any folded into overruns (a signal
+    more than 0.2 ms late, its weight 2); the interval is kept to the
+    microsecond. Wall mode refuses it, naming both arguments."""
+    result = run_scenario(BURN_SRC + """
+import spprof
+spprof.start(interval_ms=0.2, backend="auto")
+backend = spprof.stats().backend
+c0 = time.thread_time()
+burn(0.4)
+cpu_ms = (time.thread_time() - c0) * 1000
+prof = spprof.stop()
+mine = [s for s in prof.samples if s.leaf and s.leaf.function_name == "burn"]
+try:
+    spprof.Profiler(interval_ms=0.5, mode="wall")
+    wall_error = None
+except ValueError as e:
+    wall_error = str(e)
+emit({"backend": backend, "cpu_ms": cpu_ms, "samples": len(mine),
+      "weight": sum(s.weight for s in mine), "overruns": prof.stats.timer_overruns,
+      "interval_ms": prof.interval_ms, "interval_ns": prof.interval_ns,
+      "stats_interval": prof.stats.interval_ms,
+      "rounded": spprof.Profiler(interval_ms=0.12345).interval_ms, "wall_error": wall_error})
+""")
+    print(result)
+    if result["backend"] != "perf_event":
+        pytest.skip("no perf_event here (the fallback's refusal is tested in test_platform.py)")
+    expected = result["cpu_ms"] / 0.2
+    assert abs(result["samples"] - expected) <= 0.05 * expected, result
+    assert result["overruns"] <= 0.02 * result["samples"], result
+    assert result["interval_ms"] == 0.2 and result["interval_ns"] == 200_000
+    assert result["stats_interval"] == 0.2
+    assert result["rounded"] == 0.123
+    assert "interval_ms below 1 is for CPU mode only" in result["wall_error"]
+    assert "mode='wall'" in result["wall_error"]
 
 
 @pytest.mark.parametrize("bad", [0, 0.05, -1, math.nan, "100", True])

@@ -67,6 +67,17 @@ def spprof(*args: str, cwd: Path, timeout: float = TIMEOUT) -> subprocess.Comple
     )
 
 
+def spprof_backend_here() -> str:
+    """The backend a default session gets on this machine."""
+    import spprof as api
+
+    api.start()
+    try:
+        return api.stats().backend
+    finally:
+        api.stop()
+
+
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -111,7 +122,7 @@ def collapsed_share(text: str, function: str) -> float:
 
 SUMMARY = re.compile(
     r"^spprof: \d+\.\d\d s, [\d,]+ samples? \(\d+\.\d Hz\), [\d,]+ dropped, "
-    r"[\d,]+ overruns?, \d+ threads? -> (?P<path>.+)$"
+    r"[\d,]+ overruns?, \d+ threads?, (?P<backend>perf_event|timer_create) -> (?P<path>.+)$"
 )
 
 
@@ -569,7 +580,7 @@ def test_threads_get_separate_tracks_by_default(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "out.json").read_text())
     assert len(doc["profiles"]) == 3
-    assert re.search(r", 3 threads -> out\.json$", stderr_lines(proc)[-1])
+    assert re.search(r", 3 threads, \w+ -> out\.json$", stderr_lines(proc)[-1])
 
 
 def test_no_threads_merges_into_one_track(tmp_path: Path) -> None:
@@ -593,7 +604,8 @@ def test_summary_line(tmp_path: Path, hot: Path) -> None:
     samples = int(lines[0].split()[3].replace(",", ""))
     assert seconds >= 0.5
     assert samples >= 20  # ~50 expected for 0.5 s at 100 Hz
-    assert ", 1 thread -> " in lines[0]
+    assert ", 1 thread, " in lines[0]
+    assert match["backend"] == spprof_backend_here()
 
 
 def test_coverage_lines_before_the_summary(tmp_path: Path, hot: Path) -> None:
@@ -641,7 +653,10 @@ QUICK = "import sys\nopen('ran.marker', 'w').close()\n"
         (["run", "-i", "2000", "quick.py"], "bad interval"),
         (["run", "-i", "abc", "quick.py"], "bad interval"),
         (["run", "-r", "0", "quick.py"], "bad rate"),
-        (["run", "-r", "5000", "quick.py"], "bad rate"),
+        (["run", "-r", "20000", "quick.py"], "bad rate"),
+        (["run", "-i", "0.05", "quick.py"], "bad interval: '0.05' (give milliseconds from 0.1 to 1000"),
+        (["run", "-i", "0.5", "--mode", "wall", "quick.py"], "below 1 ms are for --mode cpu only"),
+        (["run", "--backend", "fast", "quick.py"], "--backend must be auto, perf_event or timer_create"),
         (["run", "-r", "fast", "quick.py"], "bad rate"),
         (["run", "-i", "5", "-r", "100", "quick.py"], "not both"),
         (["run", "-f", "xml", "quick.py"], "unknown format: 'xml'"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -491,3 +492,86 @@ emit({"dropped": prof.dropped_count, "collected": prof.sample_count, "memory": s
     leafs = result["leafs"]
     assert set(leafs) <= {"burn", "deep", "<gc>"}, result
     assert leafs.get("burn", 0) >= 0.9 * sum(leafs.values()), result
+
+
+# A seccomp filter that refuses perf_event_open with EACCES, as a
+# container's default policy does: installed by the child before spprof is
+# imported (a filter cannot be removed, so only in a child).
+NO_PERF_EVENTS = r"""
+import ctypes, platform, struct
+_NR = {"x86_64": (0xC000003E, 298), "aarch64": (0xC00000B7, 241)}
+_arch, _nr = _NR[platform.machine()]
+def _stmt(code, k):
+    return struct.pack("HBBI", code, 0, 0, k)
+def _jump(code, k, jt, jf):
+    return struct.pack("HBBI", code, jt, jf, k)
+_LD_W_ABS, _JEQ_K, _RET_K = 0x20, 0x15, 0x06
+_ALLOW, _ERRNO = 0x7FFF0000, 0x00050000
+_prog = b"".join([
+    _stmt(_LD_W_ABS, 4),                   # seccomp_data.arch
+    _jump(_JEQ_K, _arch, 1, 0),
+    _stmt(_RET_K, _ALLOW),
+    _stmt(_LD_W_ABS, 0),                   # seccomp_data.nr
+    _jump(_JEQ_K, _nr, 0, 1),
+    _stmt(_RET_K, _ERRNO | 13),            # EACCES
+    _stmt(_RET_K, _ALLOW),
+])
+class _Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+_libc = ctypes.CDLL(None, use_errno=True)
+_fprog = _Fprog(len(_prog) // 8, _prog)
+assert _libc.prctl(38, 1, 0, 0, 0) == 0                        # PR_SET_NO_NEW_PRIVS
+assert _libc.prctl(22, 2, ctypes.byref(_fprog), 0, 0) == 0, ctypes.get_errno()  # PR_SET_SECCOMP, FILTER
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"), reason="filter written for x86_64/aarch64")
+def test_auto_falls_back_to_timer_create_and_says_why(tmp_path):
+    """Where perf_event_open is refused, backend='auto' samples with POSIX
+    timers and stats() and the command line's summary say so, with the
+    reason; backend='perf_event' and intervals below 1 ms are refused with
+    an error that says why; CPU totals stay exact on the fallback."""
+    result = run_scenario(NO_PERF_EVENTS + BURN_SRC + """
+import time, spprof
+from spprof import ProfilerError
+
+spprof.start(interval_ms=1)
+running = spprof.stats()
+burn(0.3)
+prof = spprof.stop()
+errors = {}
+for name, kw in {"forced": dict(backend="perf_event"), "fine": dict(interval_ms=0.5)}.items():
+    try:
+        spprof.start(**kw)
+        spprof.stop()
+        errors[name] = None
+    except ProfilerError as e:
+        errors[name] = str(e)
+emit({"backend": running.backend, "note": running.raw["backend_note"],
+      "perf_created": running.raw["perf_timers_created"],
+      "cpu_ms": prof.total_cpu_ms, "samples": prof.sample_count, "errors": errors})
+""")
+    print(result)
+    assert result["backend"] == "timer_create" and result["perf_created"] == 0
+    assert result["note"].startswith("perf_event is not available here: perf_event_open refused: ")
+    assert "Permission denied" in result["note"]
+    # Weighted overruns keep the CPU exact: 300 ms burnt (plus start-up).
+    assert 280 <= result["cpu_ms"] <= 400, result
+    assert result["samples"] < result["cpu_ms"] / 1.5  # one sample per tick at most
+    assert "backend='perf_event' is not available here" in result["errors"]["forced"]
+    assert "Use backend='timer_create'" in result["errors"]["forced"]
+    assert result["errors"]["fine"].startswith("intervals below 1 ms need the perf_event backend")
+    assert "perf_event_open refused" in result["errors"]["fine"]
+
+    script = tmp_path / "spin.py"
+    script.write_text("import time\nt = time.thread_time()\nwhile time.thread_time() - t < 0.2:\n    pass\n")
+    proc = run_python(NO_PERF_EVENTS + f"""
+import runpy, sys
+sys.argv = ["spprof", "run", "-f", "collapsed", "-o", "-", {str(script)!r}]
+runpy.run_module("spprof", run_name="__main__")
+""")
+    print(proc.stderr)
+    summary = proc.stderr.strip().splitlines()
+    assert summary[-1].endswith("timer_create -> <stdout>"), summary
+    assert any("perf_event is not available here: perf_event_open refused" in line
+               and "sampled with timer_create" in line for line in summary), summary

@@ -94,7 +94,7 @@ class Profile(object)
 class Profiler(object)
   method __enter__(self) -> 'Profiler'
   method __exit__(self, *exc: 'object') -> 'None'
-  method __init__(self, interval_ms: 'int' = 10, output_path: 'str | os.PathLike[str] | None' = None, memory_limit_mb: 'float' = 100, *, take_over_sigprof: 'bool' = False, backend: 'str' = 'auto', mode: 'str' = 'cpu') -> 'None'
+  method __init__(self, interval_ms: 'float' = 10, output_path: 'str | os.PathLike[str] | None' = None, memory_limit_mb: 'float' = 100, *, take_over_sigprof: 'bool' = False, backend: 'str' = 'auto', mode: 'str' = 'cpu') -> 'None'
   method pause(self) -> 'bool'
   method resume(self) -> 'bool'
   method start(self) -> 'Profiler'
@@ -145,10 +145,10 @@ value __version__: str
 def is_active() -> 'bool'
 def is_paused() -> 'bool'
 def pause() -> 'bool'
-def profile(func: 'Callable[..., Any] | None' = None, *, interval_ms: 'int' = 10, output_path: 'str | os.PathLike[str] | None' = None, mode: 'str' = 'cpu') -> 'Any'
+def profile(func: 'Callable[..., Any] | None' = None, *, interval_ms: 'float' = 10, output_path: 'str | os.PathLike[str] | None' = None, mode: 'str' = 'cpu') -> 'Any'
 def register_thread() -> 'bool'
 def resume() -> 'bool'
-def start(interval_ms: 'int' = 10, output_path: 'str | os.PathLike[str] | None' = None, memory_limit_mb: 'float' = 100, *, take_over_sigprof: 'bool' = False, backend: 'str' = 'auto', mode: 'str' = 'cpu') -> 'None'
+def start(interval_ms: 'float' = 10, output_path: 'str | os.PathLike[str] | None' = None, memory_limit_mb: 'float' = 100, *, take_over_sigprof: 'bool' = False, backend: 'str' = 'auto', mode: 'str' = 'cpu') -> 'None'
 def stats() -> 'ProfilerStats'
 def stop() -> 'Profile'
 def unregister_thread() -> 'bool'
@@ -199,7 +199,8 @@ def test_every_public_name_is_documented_in_its_module():
 # Every key of the native stats() and what type its value has. The native
 # result of stop() has the same keys plus RESULT_KEYS.
 STATS_SCHEMA = {
-    "active": bool, "allocation_failures": int, "backend": str, "buffer_capacity": int,
+    "active": bool, "allocation_failures": int, "backend": str, "backend_note": str,
+    "buffer_capacity": int,
     "buffer_dropped": int, "buffer_dropped_weight": int, "captured_samples": int,
     "collected_samples": int, "duration_ns": int, "early_signals": int, "foreign_signals": int,
     "gc_samples": int, "handler_ns": int, "interval_ns": int, "last_create_errno": int,
@@ -313,7 +314,7 @@ PINNED_MESSAGES = {
     "spprof: the program closed or replaced descriptors of spprof's sampling timers "
     "(perf_event); spprof left them alone and gave the threads new timers.",
     "spprof: thread",
-    "spprof: {} s, {} sample{} ({} Hz), {} dropped, {} overrun{}, {} thread{} -> {}",
+    "spprof: {} s, {} sample{} ({} Hz), {} dropped, {} overrun{}, {} thread{}{} -> {}",
     "spprof: {} wall, {} samples, {} thread{}, {} CPU",
 }
 
@@ -381,7 +382,7 @@ def q(values):
     return array("q", values).tobytes()
 
 STATS = dict(
-    active=False, allocation_failures=0, backend="perf_event", buffer_capacity=4096,
+    active=False, allocation_failures=0, backend="perf_event", backend_note="", buffer_capacity=4096,
     buffer_dropped=2, buffer_dropped_weight=3, captured_samples=9, collected_samples=7,
     duration_ns=250_000_000, early_signals=1, foreign_signals=0, gc_samples=1,
     handler_ns=1_500_000, interval_ns=5_000_000, last_create_errno=0, memory_bytes=123_456,

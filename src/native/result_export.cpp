@@ -136,6 +136,7 @@ Stats collect_stats(Session& session) {
     s.active = x.active_;
     s.paused = x.paused();
     s.backend = x.registry_.backend() == ThreadRegistry::Backend::perf_event ? "perf_event" : "timer_create";
+    s.backend_note = x.run_.backend_note.c_str();
     s.mode = x.run_.options.mode == StartOptions::Mode::wall ? "wall" : "cpu";
     s.interval_ns = x.run_.options.interval_ns;
     s.signals = c.signals.load();

@@ -94,7 +94,21 @@ bool Session::start(const StartOptions& options) {
             set_profiler_error("backend='perf_event' is not available here: " + why +
                                ". Use backend='timer_create' (or 'auto', which falls back to it)");
             return false;
+        } else {
+            run_.backend_note = "perf_event is not available here: " + why;
         }
+    }
+    if (backend == ThreadRegistry::Backend::timer_create && options.interval_ns < 1'000'000) {
+        // A POSIX CPU timer is checked on scheduler ticks (1 to 10 ms): it
+        // cannot sample more often, whatever it is asked.
+        release_everything();
+        set_profiler_error(
+            options.backend == StartOptions::Backend::timer_create
+                ? "intervals below 1 ms need backend='perf_event' (or 'auto' where perf_event is "
+                  "available): backend='timer_create' fires at most once per scheduler tick"
+                : "intervals below 1 ms need the perf_event backend, and " + run_.backend_note +
+                      ". Use interval_ms=1 or more");
+        return false;
     }
     st.main_interp = PyThreadState_GetInterpreter(PyThreadState_Get());
     st.gil = GilView{static_cast<const char*>(

@@ -64,6 +64,7 @@ struct SessionRun {
     uint64_t resolved_samples = 0;
     uint64_t tick_failures = 0;
     bool warned_memory = false;
+    std::string backend_note;  // stats' backend_note
 };
 
 class Session {

@@ -15,6 +15,7 @@
     X(active, bool)                                                               \
     X(paused, bool)                                                               \
     X(backend, const char*)                                                       \
+    X(backend_note, const char*)   /* why auto did not use perf_event, or "" */   \
     X(mode, const char*)           /* cpu or wall */                              \
     X(interval_ns, int64_t)                                                       \
     X(signals, uint64_t)           /* SIGPROFs from our timers */                 \

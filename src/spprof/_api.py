@@ -13,6 +13,7 @@ from ._limits import (
     check_backend,
     check_mode,
     check_interval,
+    check_interval_for_mode,
     check_memory_limit,
     check_output_path,
     check_take_over_sigprof,
@@ -38,7 +39,7 @@ __all__ = [
 
 
 def start(
-    interval_ms: int = 10,
+    interval_ms: float = 10,
     output_path: str | os.PathLike[str] | None = None,
     memory_limit_mb: float = 100,
     *,
@@ -48,8 +49,10 @@ def start(
 ) -> None:
     """Start sampling every Python thread of this process.
 
-    ``interval_ms``: time between samples of one thread (1..1000): CPU time,
-    and in wall mode also real time off CPU.
+    ``interval_ms``: time between samples of one thread, 0.1..1000 ms to the
+    microsecond: CPU time, and in wall mode also real time off CPU. Below
+    1 ms it needs the perf_event backend (``ProfilerError`` where it is not
+    available) and CPU mode.
     ``output_path``: where ``stop()`` (or interpreter exit) saves the profile;
     the format follows the extension (speedscope by default).
     ``memory_limit_mb``: cap on the memory spprof uses for samples; past it
@@ -79,6 +82,7 @@ def start(
         "backend": check_backend(backend),
         "mode": check_mode(mode),
     }
+    check_interval_for_mode(params["interval_ms"], params["mode"])
     _session.start_session(params)
 
 

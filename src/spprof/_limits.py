@@ -10,9 +10,14 @@ from __future__ import annotations
 import math
 import os
 
-# Milliseconds of CPU (or, later, wall) time between samples of a thread.
-MIN_INTERVAL_MS = 1
+# Milliseconds of CPU (in wall mode also of real) time between samples of a
+# thread, to the microsecond. Below HIGH_RES_BELOW_MS only the perf_event
+# backend honours the interval (the native layer says so at start: a POSIX
+# CPU timer fires at most once per scheduler tick), and wall mode, whose
+# reader thread visits every thread each interval, does not go there.
+MIN_INTERVAL_MS = 0.1
 MAX_INTERVAL_MS = 1000
+HIGH_RES_BELOW_MS = 1
 
 # The native layer takes the limit in bytes as an unsigned 64-bit number:
 # 2**40 MB (one exbibyte, far beyond any machine's address space) keeps the
@@ -25,21 +30,36 @@ BACKENDS = ("auto", "perf_event", "timer_create")
 from ._states import MODES  # noqa: E402
 
 
-def check_interval(interval_ms: object) -> int:
-    if isinstance(interval_ms, bool) or not isinstance(interval_ms, int):
-        if isinstance(interval_ms, float) and math.isfinite(interval_ms) and interval_ms.is_integer():
-            interval_ms = int(interval_ms)
-        else:
-            raise ValueError(
-                f"interval_ms must be a whole number of milliseconds from 1 to 1000, "
-                f"got {interval_ms!r}"
-            )
-    assert isinstance(interval_ms, int)
-    if not MIN_INTERVAL_MS <= interval_ms <= MAX_INTERVAL_MS:
+INTERVAL_RULE = "a number of milliseconds from 0.1 to 1000 (below 1 needs the perf_event backend)"
+
+
+def interval_or_none(value: float) -> int | float | None:
+    """``value`` milliseconds to the microsecond (an int when whole), or
+    None when it is outside MIN_INTERVAL_MS..MAX_INTERVAL_MS."""
+    if not math.isfinite(value):
+        return None
+    ms = round(value * 1000) / 1000
+    if not MIN_INTERVAL_MS <= ms <= MAX_INTERVAL_MS:
+        return None
+    return int(ms) if ms.is_integer() else ms
+
+
+def check_interval(interval_ms: object) -> int | float:
+    if isinstance(interval_ms, bool) or not isinstance(interval_ms, (int, float)):
+        raise ValueError(f"interval_ms must be {INTERVAL_RULE}, got {interval_ms!r}")
+    value = interval_or_none(float(interval_ms))
+    if value is None:
+        raise ValueError(f"interval_ms must be {INTERVAL_RULE}, got {interval_ms!r}")
+    return value
+
+
+def check_interval_for_mode(interval_ms: float, mode: str) -> None:
+    if mode == "wall" and interval_ms < HIGH_RES_BELOW_MS:
         raise ValueError(
-            f"interval_ms must be a whole number of milliseconds from 1 to 1000, got {interval_ms}"
+            f"interval_ms below {HIGH_RES_BELOW_MS} is for CPU mode only: wall mode samples "
+            f"every thread at most every {HIGH_RES_BELOW_MS} ms, got interval_ms={interval_ms!r} "
+            f"with mode='wall'"
         )
-    return interval_ms
 
 
 def memory_limit_ok(memory_limit_mb: float) -> bool:

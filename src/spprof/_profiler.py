@@ -12,6 +12,7 @@ from ._limits import (
     check_backend,
     check_mode,
     check_interval,
+    check_interval_for_mode,
     check_memory_limit,
     check_output_path,
     check_take_over_sigprof,
@@ -42,7 +43,7 @@ class Profiler:
 
     def __init__(
         self,
-        interval_ms: int = 10,
+        interval_ms: float = 10,
         output_path: str | os.PathLike[str] | None = None,
         memory_limit_mb: float = 100,
         *,
@@ -53,6 +54,7 @@ class Profiler:
         self.interval_ms = check_interval(interval_ms)
         self.backend = check_backend(backend)
         self.mode = check_mode(mode)
+        check_interval_for_mode(self.interval_ms, self.mode)
         self.output_path = check_output_path(output_path)
         self.memory_limit_mb = check_memory_limit(memory_limit_mb)
         self.take_over_sigprof = check_take_over_sigprof(take_over_sigprof)
@@ -116,7 +118,7 @@ def profile(func: F) -> F: ...
 def profile(
     func: None = None,
     *,
-    interval_ms: int = 10,
+    interval_ms: float = 10,
     output_path: str | os.PathLike[str] | None = None,
     mode: str = "cpu",
 ) -> Callable[[F], F]: ...
@@ -125,7 +127,7 @@ def profile(
 def profile(
     func: Callable[..., Any] | None = None,
     *,
-    interval_ms: int = 10,
+    interval_ms: float = 10,
     output_path: str | os.PathLike[str] | None = None,
     mode: str = "cpu",
 ) -> Any:
@@ -143,6 +145,7 @@ def profile(
     interval = check_interval(interval_ms)
     path = check_output_path(output_path)
     mode = check_mode(mode)
+    check_interval_for_mode(interval, mode)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         import functools

@@ -31,6 +31,7 @@ STATS_KEYS: dict[str, tuple[type, str]] = {
     "active": (bool, LAST),
     "paused": (bool, LAST),
     "backend": (str, LAST),
+    "backend_note": (str, LAST),
     "mode": (str, LAST),
     "interval_ns": (int, LAST),
     "signals": (int, SUM),
@@ -213,7 +214,7 @@ def _column(raw: dict[str, Any], key: str) -> array:
 def profile_from_native(
     raw: dict[str, Any],
     *,
-    interval_ms: int,
+    interval_ms: float,
     start_wall_ns: int,
     tasks_at_start: tuple[dict[int, int], int] | None = None,
 ) -> Profile:

@@ -48,7 +48,7 @@ def _open(params: dict[str, Any]) -> SessionInfo:
         except MemoryError:
             pass  # the profile will not name the threads it does not cover
         native.start(
-            interval_ns=info.interval_ms * 1_000_000,
+            interval_ns=round(info.interval_ms * 1_000_000),
             memory_limit_bytes=int(info.memory_limit_mb * 1024 * 1024),
             take_over_sigprof=params.get("take_over_sigprof", False),
             warning_category=ProfilerWarning,
@@ -296,20 +296,23 @@ _detached: tuple[SessionInfo, list[Profile]] | None = None
 
 
 def host_start(
-    interval_ms: int,
+    interval_ms: float,
     memory_limit_mb: float,
     trim: Callable[[Profile], Profile] | None = None,
     mode: str = "cpu",
+    backend: str = "auto",
 ) -> None:
     """Start spprof run's session (raises as start() does)."""
     global _host
-    from ._limits import check_interval, check_memory_limit, check_mode
+    from ._limits import check_backend, check_interval, check_interval_for_mode, check_memory_limit, check_mode
 
     params: dict[str, Any] = {
         "interval_ms": check_interval(interval_ms),
         "memory_limit_mb": check_memory_limit(memory_limit_mb),
         "mode": check_mode(mode),
+        "backend": check_backend(backend),
     }
+    check_interval_for_mode(params["interval_ms"], params["mode"])
     with _state.lock():
         start_session(params)
         assert _state.current is not None

@@ -53,7 +53,7 @@ def native() -> Any:
 class SessionInfo:
     """What the Python layer remembers about a running session."""
 
-    def __init__(self, interval_ms: int, output_path: str | None, memory_limit_mb: float) -> None:
+    def __init__(self, interval_ms: float, output_path: str | None, memory_limit_mb: float) -> None:
         self.interval_ms = interval_ms
         self.output_path = output_path
         self.memory_limit_mb = memory_limit_mb

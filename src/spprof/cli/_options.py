@@ -10,10 +10,13 @@ from datetime import datetime
 
 from .._groups import GROUP_ABOVE
 from .._limits import (
+    BACKENDS,
+    HIGH_RES_BELOW_MS,
     IS_DIRECTORY,
     MAX_MEMORY_LIMIT_MB,
     MODES,
     NUL,
+    interval_or_none,
     memory_limit_ok,
     output_path_problem,
 )
@@ -62,7 +65,8 @@ RUN_OPTIONS: tuple[_Option, ...] = (
         dict(
             metavar="MS",
             help="milliseconds between samples of a thread (of CPU time; in wall mode "
-            "also of time off CPU), 1..1000 (default 10)",
+            "also of time off CPU), 0.1..1000, below 1 with the perf_event backend "
+            "only (default 10)",
         ),
     ),
     _Option(
@@ -77,6 +81,15 @@ RUN_OPTIONS: tuple[_Option, ...] = (
             metavar="MODE",
             help="cpu: where CPU time goes (default); wall: where real time goes, also "
             "while threads are blocked, sleeping or waiting for the GIL",
+        ),
+    ),
+    _Option(
+        ("--backend",),
+        True,
+        dict(
+            metavar="NAME",
+            help="how each thread's CPU time is measured: auto (default: perf_event where "
+            "allowed, else timer_create), perf_event or timer_create",
         ),
     ),
     _Option(
@@ -180,7 +193,7 @@ class RunConfig:
     script: str | None  # exactly one of script / module is set
     module: str | None
     target_args: list[str]
-    interval_ms: int
+    interval_ms: float
     memory_limit_mb: float
     format: str
     output: str  # STDOUT for standard output
@@ -189,6 +202,7 @@ class RunConfig:
     quiet: bool
     mode: str = "cpu"  # one of _limits.MODES
     idle: bool = True  # wall mode: outputs show the time off CPU
+    backend: str = "auto"  # one of _limits.BACKENDS
 
 
 
@@ -202,30 +216,37 @@ def target_name(script: str | None, module: str | None) -> str:
 
 def _bad_interval(text: str) -> UsageError:
     return UsageError(
-        f"bad interval: {text!r} (give whole milliseconds from 1 to 1000, e.g. -i 10)"
+        f"bad interval: {text!r} (give milliseconds from 0.1 to 1000, e.g. -i 10 or -i 0.5; "
+        "below 1 needs the perf_event backend)"
     )
 
 
-def _parse_interval(text: str) -> int:
+def _parse_interval(text: str) -> float:
     try:
-        value = int(text)
+        value = interval_or_none(float(text))
     except ValueError:
         raise _bad_interval(text) from None
-    if not 1 <= value <= 1000:
+    if value is None:
         raise _bad_interval(text)
     return value
 
 
-def _parse_rate(text: str) -> int:
+def _parse_rate(text: str) -> float:
     """Rate in Hz -> interval in ms, which is what the sampler takes."""
-    hint = f"bad rate: {text!r} (give samples per second from 1 to 1000, e.g. -r 100)"
+    hint = (
+        f"bad rate: {text!r} (give samples per second from 1 to 10000, e.g. -r 100; "
+        "above 1000 needs the perf_event backend)"
+    )
     try:
         hz = float(text)
     except ValueError:
         raise UsageError(hint) from None
-    if not math.isfinite(hz) or not 1 <= hz <= 1000:
+    if not math.isfinite(hz) or not 1 <= hz <= 10000:
         raise UsageError(hint)
-    return round(1000.0 / hz)
+    value = interval_or_none(1000.0 / hz)
+    if value is None:
+        raise UsageError(hint)
+    return value
 
 
 def _parse_memory_limit(text: str | None) -> float:
@@ -308,6 +329,16 @@ def validate_run(ns: argparse.Namespace, target_args: list[str]) -> RunConfig:
     mode = "cpu" if ns.mode is None else ns.mode
     if mode not in MODES:
         raise UsageError(f"--mode must be cpu or wall, got {ns.mode!r}")
+    if mode == "wall" and interval < HIGH_RES_BELOW_MS:
+        raise UsageError(
+            f"intervals below {HIGH_RES_BELOW_MS} ms are for --mode cpu only "
+            f"(wall mode samples every thread at most every {HIGH_RES_BELOW_MS} ms)"
+        )
+    backend = "auto" if ns.backend is None else ns.backend
+    if backend not in BACKENDS:
+        raise UsageError(
+            f"--backend must be {', '.join(BACKENDS[:-1])} or {BACKENDS[-1]}, got {ns.backend!r}"
+        )
     if ns.idle is not None and mode != "wall":
         raise UsageError(
             f"--{'idle' if ns.idle else 'no-idle'} applies to --mode wall only "
@@ -354,6 +385,7 @@ def validate_run(ns: argparse.Namespace, target_args: list[str]) -> RunConfig:
         quiet=ns.quiet,
         mode=mode,
         idle=ns.idle is not False,
+        backend=backend,
     )
 
 

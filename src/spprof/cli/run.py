@@ -93,6 +93,7 @@ def run(config: RunConfig) -> int:
                 config.memory_limit_mb,
                 trim=functools.partial(_without_runner_frames, runner=runner_files),
                 mode=config.mode,
+                backend=config.backend,
             )
             code = EXIT_INTERRUPTED
             try:
@@ -456,10 +457,20 @@ def format_summary(profile: Profile, where: str) -> str:
         f"{profile.sample_count:,} sample{'s' if profile.sample_count != 1 else ''} "
         f"({profile.effective_rate_hz:.1f} Hz), "
         f"{profile.dropped_count:,} dropped, {overruns:,} overrun{'s' if overruns != 1 else ''}, "
-        f"{threads} thread{'s' if threads != 1 else ''} -> {where}"
+        f"{threads} thread{'s' if threads != 1 else ''}{_backend(stats)} -> {where}"
     )
+    notes = list(coverage_lines(profile))
+    note = (getattr(stats, "raw", None) or {}).get("backend_note")
+    if note:
+        notes.append(f"{note}; sampled with timer_create (one sample per scheduler tick at most, "
+                     "weighted by the expirations it stands for)")
     # The coverage first: the line naming the output stays the last one.
-    return "\n".join([f"spprof: {line}" for line in coverage_lines(profile)] + [first])
+    return "\n".join([f"spprof: {line}" for line in notes] + [first])
+
+
+def _backend(stats: object) -> str:
+    backend = getattr(stats, "backend", None)
+    return f", {backend}" if backend else ""
 
 
 def _error(message: str) -> None:
