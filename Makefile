@@ -58,8 +58,13 @@ test: build system-deps
 test-fast: build
 	$(PY) -m pytest -q -x tests
 
+# Overhead of cpu and wall modes at 10 and 1 ms on each backend, next to the
+# bare-kernel floor (bench/floor/timer_floor.c, built with cc into
+# build/bench/); results also in build/bench/overhead.json. BENCH_ARGS is
+# passed to it, e.g. make bench BENCH_ARGS="--repeats 9" or "--quick".
+BENCH_ARGS ?=
 bench: build
-	$(PY) bench/bench_overhead.py
+	$(PY) bench/bench_overhead.py $(BENCH_ARGS)
 	$(PY) bench/bench_writers.py
 	$(PY) bench/bench_deep_stacks.py
 
