@@ -108,8 +108,9 @@ def _header(profile: Profile, agg: AggregatedProfile) -> list[str]:
         ]
     by_gil = profile.gil_totals_ms()
     on_cpu = by_gil["held"] + by_gil["released"]
-    if by_gil["released"] > 0 and on_cpu > 0:
-        # C code that released the GIL ran beside the interpreter.
+    if on_cpu > 0 and by_gil["released"] >= 0.01 * on_cpu:
+        # C code that released the GIL ran beside the interpreter (under 1%:
+        # the instants a thread hands the GIL over, not worth a line).
         wall.append(
             f"{duration_text(by_gil['released'])} of CPU without the GIL "
             f"({100.0 * by_gil['released'] / on_cpu:.0f}% of CPU)"
