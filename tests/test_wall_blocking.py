@@ -204,16 +204,19 @@ def test_blocked_threads_are_never_interrupted_and_charged_where_they_wait(block
 
     Charged where it waits: the idle samples whose leaf frame is the
     thread's blocking function add up to the time the call took as the
-    thread measured it, between 90% of it and 2% over it. What the reader
-    cannot charge there is small: its first tick of the thread, the last
-    partial interval, and at the wake-up the GIL wait (state "gil") and,
-    when the reader itself is late at that moment, the time since its last
-    tick, charged to the stack the thread has moved on to. On a loaded
-    machine ticks come late but their time is not lost (a late tick charges
-    all it missed), so a 10% margin (1 s) holds with two cores busy. Over
-    is never expected (a thread is charged its real time once): 2% allows
-    only for the start-up time a thread carries into its first sample. Of
-    all the weight whose leaf is the blocking function, 98% or more is idle.
+    thread measured it, from 95% of it to 2% over it. The only time the
+    reader cannot charge there is at the wake-up: the last partial
+    interval, the GIL wait (state "gil"), and, when the reader itself is
+    late at that moment, the time since its last tick, which goes to the
+    stack the thread has moved on to. Ticks that come late during the wait
+    lose nothing (a late tick charges all it missed). Measured on 2 cores,
+    alone and with two busy loops alongside (3.11-3.13): within 30 ms of
+    the call's time; 5% (500 ms) allows for the reader being held up half a
+    second just at the wake-up. Over is never expected (a thread is charged
+    its real time once); 2% allows for the few milliseconds a thread spends
+    in the function before its clock starts and carries from before (seen:
+    up to 4 ms). Of all the weight whose leaf is the blocking function, 98%
+    or more is idle.
     """
     r = scenario_result(run_python(BLOCKING_SRC, args=[blocking_lib, str(BLOCK_S)], timeout=180))
     interval = r["interval_ms"]
@@ -252,5 +255,5 @@ def test_blocked_threads_are_never_interrupted_and_charged_where_they_wait(block
     tids = {out["tid"] for out in r["outs"].values()}
     assert tids <= set(r["thread_ids"])
     for name, v in report.items():
-        assert 0.90 * v["elapsed_ms"] <= v["idle_ms"] <= 1.02 * v["elapsed_ms"], (name, v)
+        assert 0.95 * v["elapsed_ms"] <= v["idle_ms"] <= 1.02 * v["elapsed_ms"], (name, v)
         assert v["idle_ms"] >= 0.98 * v["in_fn_ms"], (name, v)
