@@ -227,9 +227,10 @@ def test_blocked_threads_are_never_interrupted_and_charged_where_they_wait(block
         states = r["by_tid"].get(str(out["tid"]), {})
         idle_ms = states.get(f"{name}/idle", 0) * interval
         in_fn_ms = sum(w for k, w in states.items() if k.startswith(name + "/")) * interval
-        report[name] = {"elapsed_ms": round(out["elapsed"] * 1000), "idle_ms": idle_ms,
+        report[name] = {"elapsed_ms": round(out.get("elapsed", 0) * 1000), "idle_ms": idle_ms,
                         "in_fn_ms": in_fn_ms, "result": out.get("result"),
-                        "error": out.get("error"), "window": r["outs"]["main_waits"]["window"][name]}
+                        "error": out.get("error"),
+                        "window": r["outs"]["main_waits"]["window"][name]}
     print(report, r["raw"])
 
     # No call was interrupted, and each returned for the reason expected.
