@@ -226,27 +226,37 @@ emit({"process": prof.process_cpu_ms, "profiled": prof.total_cpu_ms,
 
 
 def test_coverage_names_threads_that_run_no_python():
-    """A thread that burns CPU in C with no Python frame at all (a native
-    pool's worker): the profile misses it, and says so with its CPU."""
+    """Threads that burn CPU in C with no Python frame at all (a native
+    pool's workers): one that spins 300 ms is sampled from the poll that
+    finds it, under a frame naming it; a thread alive at the end that no
+    sample covers is named by the coverage lines with its CPU. Together:
+    the process's CPU, less what brief threads that ended unseen used."""
     res = run_scenario(
         """
 import ctypes, os, time, spprof
-# A native thread: pthread_create on a C function that spins on its own
-# CPU clock for ~300 ms (a ctypes callback would run Python).
+# Native threads: pthread_create on a C function that spins on its own CPU
+# clock (a ctypes callback would run Python).
 code = '''
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 static volatile int spun = 0;
+static double cpu(void) {
+    struct timespec t; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec / 1e9;
+}
 static void* spin(void* arg) {
-    struct timespec t; double end, now;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); end = t.tv_sec + t.tv_nsec / 1e9 + 0.3;
-    do { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); now = t.tv_sec + t.tv_nsec / 1e9; } while (now < end);
-    spun = 1;
-    sleep(5);  /* alive, idle: like a native pool's worker between jobs */
+    double end = cpu() + *(double*)arg;
+    while (cpu() < end) {}
+    if (*(double*)arg > 0.1) {
+        spun = 1;
+        sleep(5);  /* alive, idle: like a native pool's worker between jobs */
+    }
     return 0;
 }
-int start_spinner(void) { pthread_t th; return pthread_create(&th, 0, spin, 0) || pthread_detach(th); }
+static double long_s = 0.3, short_s = 0.003;
+int start_spinner(int brief) {
+    pthread_t th; return pthread_create(&th, 0, spin, brief ? &short_s : &long_s) || pthread_detach(th);
+}
 int spinner_done(void) { return spun; }
 '''
 import subprocess, sys, tempfile
@@ -260,20 +270,27 @@ spprof.start(interval_ms=1)
 end = time.thread_time() + 0.1
 while time.thread_time() < end:
     pass
-assert lib.start_spinner() == 0   # 300 ms in a thread that never runs Python
+for _ in range(10):
+    assert lib.start_spinner(1) == 0  # 3 ms each, then they end
+    time.sleep(0.002)
+assert lib.start_spinner(0) == 0   # 300 ms in a thread that never runs Python
 while not lib.spinner_done():
     time.sleep(0.01)
 prof = spprof.stop()
-emit({"process": prof.process_cpu_ms, "profiled": prof.total_cpu_ms,
+native = sum(s.weight for s in prof.samples if s.frames and s.frames[0].function_name.startswith("<native thread "))
+emit({"process": prof.process_cpu_ms, "profiled": prof.total_cpu_ms, "native_ms": native * prof.interval_ms,
       "others": prof.threads_without_samples, "text": prof.render("text").decode()})
 """
     )
-    assert res["others"], res
-    tid, name, cpu_ms = res["others"][0]
-    assert 270 <= cpu_ms <= 400, res["others"]
-    assert res["profiled"] < 0.6 * res["process"], res
+    print(res)
+    # The long spinner: found within a poll (at most ~100 ms late).
+    assert 180 <= res["native_ms"] <= 340, res
+    # The ten brief threads (30 ms) may end unsampled before any poll sees
+    # them: the kernel no longer tells their CPU per thread.
+    not_sampled = sum(cpu_ms for _, _, cpu_ms in res["others"])
+    assert res["process"] - 60 <= res["profiled"] + not_sampled <= 1.1 * res["process"], res
     lines = res["text"].splitlines()
-    share = re.fullmatch(r"profiled \S+ m?s of \S+ m?s process CPU \((\d+)%\)", lines[2])
-    assert share and int(share.group(1)) < 60, lines[2]
-    assert lines[3].startswith("the rest: threads that ran no Python: "), lines[3]
-    assert re.fullmatch(rf"  \S+ \(tid {tid}\): \d+\.\d ms", lines[4]), lines[4]
+    if res["others"]:
+        rest = next(i for i, line in enumerate(lines) if line.startswith("the rest: threads that ran no Python: "))
+        tid = res["others"][0][0]
+        assert any(re.fullmatch(rf"  \S+ \(tid {tid}\): \d+\.\d ms", line) for line in lines[rest + 1:rest + 12]), lines

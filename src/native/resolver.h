@@ -8,6 +8,8 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <unordered_map>
 
 #include "aggregator.h"
@@ -27,17 +29,24 @@ public:
     size_t drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& out, size_t budget,
                  std::unordered_map<pid_t, uint64_t>* per_thread = nullptr);
     void clear();
+    // How samples of a thread without a Python thread state are named: the
+    // frame `label(tid)` returns (`<native thread NAME>`), or, when it
+    // returns "", `<no Python frame>` (a Python thread at its start or end).
+    void set_thread_label(std::function<std::string(pid_t)> label) { label_ = std::move(label); }
     size_t approx_bytes() const { return (names_.size() + frames_.size()) * 64; }
     uint64_t allocation_failures() const { return allocation_failures_; }
 
 private:
     uint32_t frame_for(const CodeInfo* info, int32_t instr, Aggregator& out);
     uint32_t special_frame(const char* name, Aggregator& out);
+    uint32_t thread_frame(pid_t tid, Aggregator& out);
 
     // code info id -> (name string id, file string id)
     std::unordered_map<uint32_t, std::pair<uint32_t, uint32_t>> names_;
     // (code info id << 32 | line) -> frame id
     std::unordered_map<uint64_t, uint32_t> frames_;
+    std::function<std::string(pid_t)> label_;
+    std::unordered_map<pid_t, uint32_t> thread_frames_;  // tid -> its <native thread> frame
     uint64_t allocation_failures_ = 0;
 };
 

@@ -165,6 +165,7 @@ Stats collect_stats(Session& session) {
     s.last_create_errno = static_cast<uint64_t>(rc.last_create_errno);
     s.perf_timers_created = rc.perf_timers_created;
     s.perf_fallbacks = rc.perf_fallbacks;
+    s.native_threads = rc.native_threads;
     s.perf_descriptors_lost = rc.perf_descriptors_lost;
     s.perf_include_kernel = perf_events_include_kernel();
     s.registered_threads = x.active_ ? static_cast<int64_t>(x.registry_.size()) : 0;

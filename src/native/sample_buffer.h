@@ -30,6 +30,7 @@ inline constexpr uint16_t kSampleOffCpu = 4;          // wall mode: time off CPU
 inline constexpr uint16_t kSampleGilWait = 8;         // ... spent waiting for the GIL
 inline constexpr uint16_t kSampleGilKnown = 16;       // whether the thread held the GIL is known:
 inline constexpr uint16_t kSampleGilHeld = 32;        // ... it did (gil_view.h)
+inline constexpr uint16_t kSampleNoThreadState = 64;  // the thread had no Python thread state
 
 struct SampleSlot {
     std::atomic<uint64_t> seq;

@@ -67,6 +67,12 @@ bool Session::start(const StartOptions& options) {
     aggregator_.clear();
     codes_.clear();
     resolver_.clear();
+    resolver_.set_thread_label([this](pid_t tid) -> std::string {
+        if (!registry_.is_native(tid)) return {};
+        const auto& names = thread_names_.names();
+        auto it = names.find(tid);
+        return "<native thread " + (it != names.end() ? it->second : std::to_string(tid)) + ">";
+    });
     thread_names_.clear();
     service_.reset_counters();
     if (!buffer_.init(buffer_slots(options.memory_limit_bytes, sizeof(SampleSlot)))) {

@@ -222,11 +222,11 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
         c.paused_signals.fetch_add(1, std::memory_order_relaxed);
         return;
     }
+    // No thread state: a native thread (no Python at all), or a Python
+    // thread before its state is bound or after it is gone. Its CPU counts:
+    // the resolver names it.
     PyThreadState* tstate = compat::own_thread_state();
-    if (tstate == nullptr) {
-        c.no_thread_state.fetch_add(1, std::memory_order_relaxed);
-        return;
-    }
+    if (tstate == nullptr) c.no_thread_state.fetch_add(1, std::memory_order_relaxed);
     SampleSlot* slot = st.buffer->try_claim();
     if (slot == nullptr) {
         c.dropped.fetch_add(1, std::memory_order_relaxed);
@@ -240,7 +240,11 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
         slot->weight = weight;
         slot->flags = 0;
         slot->gc_pos = -1;
-        if (compat::thread_state_interp(tstate) != st.main_interp) {
+        if (tstate == nullptr) {
+            slot->depth = 0;
+            slot->truncated = 0;
+            slot->flags = kSampleNoThreadState;
+        } else if (compat::thread_state_interp(tstate) != st.main_interp) {
             // Another interpreter's code objects die without telling us:
             // never record their addresses. The sample says where it was.
             slot->depth = 0;

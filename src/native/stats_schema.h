@@ -44,6 +44,7 @@
     X(last_create_errno, uint64_t)                                                \
     X(perf_timers_created, uint64_t)                                              \
     X(perf_fallbacks, uint64_t)                                                   \
+    X(native_threads, uint64_t)    /* threads without Python that got a timer */  \
     X(perf_descriptors_lost, uint64_t)                                            \
     X(perf_include_kernel, bool)                                                  \
     X(registered_threads, int64_t)                                                \

@@ -11,6 +11,7 @@
 #include "compat.h"
 #include "os_clock.h"
 #include "perf_timer.h"
+#include "proc_tasks.h"
 #include "signal_handler.h"
 
 namespace spprof {
@@ -23,7 +24,9 @@ void ThreadRegistry::begin(uint32_t session, int64_t interval_ns, pid_t ignored_
     perf_open_ = 0;
     perf_budget_ = 0;
     interval_ns_ = interval_ns;
-    ignored_tid_ = ignored_tid;
+    ignored_.clear();
+    if (ignored_tid != 0) ignored_.push_back(ignored_tid);
+    native_tids_.clear();
     counters_ = RegistryCounters{};
     opted_out_.clear();
     failed_.clear();
@@ -73,7 +76,8 @@ size_t ThreadRegistry::drop_lost_perf_timers() {
 
 void ThreadRegistry::ignore_thread(pid_t tid) {
     std::lock_guard<std::mutex> lock(mu_);
-    ignored_tid_ = tid;
+    if (std::find(ignored_.begin(), ignored_.end(), tid) == ignored_.end()) ignored_.push_back(tid);
+    native_tids_.erase(tid);
     auto it = threads_.find(tid);
     if (it != threads_.end()) remove_locked(it);
 }
@@ -159,7 +163,12 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
         auto [it, inserted] = present.emplace(tid, std::make_pair(uid, ts));
         if (!inserted && uid < it->second.first) it->second = {uid, ts};
     }
+    // Every thread of the process (read before taking the lock: it is I/O).
+    const bool listed = list_process_threads(&tasks_);
     std::lock_guard<std::mutex> lock(mu_);
+    auto ignored = [this](pid_t tid) {
+        return std::find(ignored_.begin(), ignored_.end(), tid) != ignored_.end();
+    };
     ++scan_generation_;
     if (!failed_.empty()) {
         timespec ts;
@@ -172,7 +181,7 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
     for (const auto& [tid, seen] : present) {
         const uint64_t uid = seen.first;
         PyThreadState* const tstate = seen.second;
-        if (tid == ignored_tid_) continue;
+        if (ignored(tid)) continue;
         auto failed = failed_.find(tid);
         if (failed != failed_.end()) {
             if (failed->second == uid) continue;
@@ -185,6 +194,14 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
         }
         auto it = threads_.find(tid);
         if (it != threads_.end()) {
+            if (it->second.native) {
+                // A native thread that now has a thread state (a C thread
+                // calling into Python, or a Python thread seen before its
+                // state was bound): the same thread, the same timer.
+                it->second.native = false;
+                it->second.tstate_uid = uid;
+                native_tids_.erase(tid);
+            }
             if (it->second.tstate_uid == uid) {
                 it->second.seen = scan_generation_;
                 it->second.tstate = tstate;
@@ -196,16 +213,50 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
         }
         add_locked(tid, uid, tstate);
     }
+    // Native threads: the process's other threads, sampled on their own CPU
+    // clocks as Python threads are (their samples name the thread).
+    std::unordered_set<pid_t> alive;
+    if (listed) {
+        for (pid_t tid : tasks_) {
+            alive.insert(tid);
+            if (present.count(tid) != 0 || ignored(tid)) continue;
+            auto failed = failed_.find(tid);
+            if (failed != failed_.end() && failed->second == 0) continue;
+            auto it = threads_.find(tid);
+            if (it != threads_.end()) {
+                if (!it->second.native) {
+                    // Its thread state is gone but the thread runs on (a C
+                    // thread back from Python): it keeps its timer.
+                    it->second.native = true;
+                    it->second.tstate_uid = 0;
+                    it->second.tstate = nullptr;
+                }
+                it->second.seen = scan_generation_;
+                native_tids_.insert(tid);
+                continue;
+            }
+            if (add_locked(tid, 0, nullptr)) {
+                Entry& entry = threads_[tid];
+                entry.native = true;
+                entry.seen = scan_generation_;
+                native_tids_.insert(tid);
+                ++counters_.native_threads;
+            }
+        }
+    }
     for (auto it = threads_.begin(); it != threads_.end();) {
         auto next = std::next(it);
-        if (it->second.seen != scan_generation_) remove_locked(it);
+        // A native thread stays while the list could not be read.
+        const bool kept = it->second.native && !listed;
+        if (it->second.seen != scan_generation_ && !kept) remove_locked(it);
         it = next;
     }
     for (auto it = opted_out_.begin(); it != opted_out_.end();) {
         it = present.count(it->first) ? std::next(it) : opted_out_.erase(it);
     }
     for (auto it = failed_.begin(); it != failed_.end();) {
-        it = present.count(it->first) ? std::next(it) : failed_.erase(it);
+        const bool gone = present.count(it->first) == 0 && (!listed || alive.count(it->first) == 0);
+        it = gone ? failed_.erase(it) : std::next(it);
     }
 }
 
@@ -217,6 +268,12 @@ bool ThreadRegistry::register_thread(pid_t tid, uint64_t tstate_uid, PyThreadSta
     opted_out_.erase(tid);
     auto it = threads_.find(tid);
     if (it != threads_.end()) {
+        if (it->second.native) {
+            // Seen as a native thread before its thread state existed.
+            it->second.native = false;
+            it->second.tstate_uid = tstate_uid;
+            native_tids_.erase(tid);
+        }
         if (it->second.tstate_uid == tstate_uid) {
             it->second.tstate = tstate;
             return true;
@@ -244,6 +301,11 @@ void ThreadRegistry::thread_exiting(pid_t tid, uint64_t tstate_uid) {
         charge_perf_points_at_exit(timer.perf.fd);
     }
     remove_locked(it);
+}
+
+bool ThreadRegistry::is_native(pid_t tid) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return native_tids_.count(tid) != 0;
 }
 
 bool ThreadRegistry::is_registered(pid_t tid) {
@@ -280,6 +342,8 @@ void ThreadRegistry::forget_after_fork() {
     threads_.clear();
     opted_out_.clear();
     failed_.clear();
+    native_tids_.clear();
+    ignored_.clear();
 }
 
 void ThreadRegistry::sampled_threads(std::vector<Sampled>* out) {

@@ -1,7 +1,10 @@
 // thread_registry.h: which threads are sampled, and their timers.
 //
 // Keyed by kernel thread id in a hash map: no size limit, average O(1)
-// add/find/remove. A mutex serialises registrations coming from any thread
+// add/find/remove. Python threads (with a thread state of the profiled
+// interpreter) and native threads (every other thread of the process: BLAS
+// workers, C++ and Rust threads; found in /proc/self/task) both get a timer,
+// so the profile's CPU is the process's; spprof's own threads are ignored. A mutex serialises registrations coming from any thread
 // (the resolver's periodic scan, register_thread() calls, stop()); the
 // signal handler never looks here, so it never meets that lock.
 #pragma once
@@ -28,6 +31,7 @@ struct RegistryCounters {
     uint64_t timers_deleted = 0;
     uint64_t create_failures = 0;
     uint64_t overruns_at_delete = 0;
+    uint64_t native_threads = 0;       // native threads that got a timer (not spprof's)
     int last_create_errno = 0;
     pid_t last_failed_tid = 0;
 };
@@ -38,13 +42,20 @@ public:
     // Start a session: new timers use `session`, `interval_ns` and `backend`.
     void begin(uint32_t session, int64_t interval_ns, pid_t ignored_tid, Backend backend);
     Backend backend() const { return backend_; }
-    // Never give `tid` a timer (the service thread: it holds a thread state
-    // while it has the GIL, runs no Python code, and must not be sampled).
+    // Never give `tid` a timer (spprof's own threads: the service thread,
+    // which holds a thread state while it has the GIL but runs no Python
+    // code, and the wall reader).
     void ignore_thread(pid_t tid);
 
     // GIL held. Bring the registry in line with the interpreter's thread
-    // states: timers for new threads, none for threads that are gone.
+    // states and the process's threads: timers for new threads, none for
+    // threads that are gone. A native thread that gets a thread state (a C
+    // thread calling into Python) keeps its timer, and the other way round.
     void sync_with_interpreter(PyInterpreterState* interp);
+
+    // Whether `tid` was a native thread (no thread state) when last seen in
+    // this session: its samples are named after the thread.
+    bool is_native(pid_t tid);
 
     // Register/unregister one thread explicitly. Both idempotent.
     // register: true if the thread is sampled afterwards.
@@ -103,6 +114,7 @@ private:
         PyThreadState* tstate = nullptr;  // as last seen with the GIL held
         ThreadTimer timer;
         uint64_t seen = 0;
+        bool native = false;  // no thread state: tstate_uid and tstate are 0
     };
     // mu_ held.
     bool add_locked(pid_t tid, uint64_t uid, PyThreadState* tstate, bool from_thread_start = false);
@@ -118,7 +130,11 @@ private:
     std::unordered_map<pid_t, uint64_t> opted_out_;
     uint32_t session_ = 0;
     int64_t interval_ns_ = 0;
-    pid_t ignored_tid_ = 0;
+    std::vector<pid_t> ignored_;
+    // Native threads of this session, by tid (kept after they end: their
+    // last samples are resolved later), and the list read from /proc.
+    std::unordered_set<pid_t> native_tids_;
+    std::vector<pid_t> tasks_;
     uint64_t scan_generation_ = 0;
     uint64_t rng_ = 0;  // splitmix64 state for timer phases
     Backend backend_ = Backend::timer_create;

@@ -146,6 +146,8 @@ void* WallReader::main(void* arg) {
 void WallReader::loop() {
     prepare_thread_for_exceptions();
     prctl(PR_SET_NAME, kWallThreadName, 0, 0, 0);
+    // spprof's own: never sampled as a native thread.
+    registry_->ignore_thread(current_tid());
     tid_.store(current_tid());
     int64_t last = monotonic_now_ns();
     int64_t next = last + interval_ns_;

@@ -60,6 +60,7 @@ STATS_KEYS: dict[str, tuple[type, str]] = {
     "last_create_errno": (int, LAST),
     "perf_timers_created": (int, SUM),
     "perf_fallbacks": (int, SUM),
+    "native_threads": (int, SUM),
     "perf_descriptors_lost": (int, SUM),
     "perf_include_kernel": (bool, LAST),
     "registered_threads": (int, MAX),
