@@ -38,6 +38,46 @@ def test_bad_interval_is_value_error(bad):
     assert not spprof.is_active()
 
 
+BACKENDS_AT_1MS_SRC = BURN_SRC + """
+import spprof
+out = {}
+for backend in ("perf_event", "timer_create"):
+    try:
+        spprof.start(interval_ms=1, backend=backend)
+    except spprof.ProfilerError as e:
+        out[backend] = {"error": str(e)}
+        continue
+    c0 = time.thread_time()
+    burn(0.5)
+    cpu_ms = (time.thread_time() - c0) * 1000
+    prof = spprof.stop()
+    mine = [s for s in prof.samples if s.leaf and s.leaf.function_name == "burn"]
+    out[backend] = {"cpu_ms": cpu_ms, "samples": len(mine), "weight": sum(s.weight for s in mine),
+                    "overruns": prof.stats.timer_overruns, "ran": prof.stats.backend}
+emit(out)
+"""
+
+
+def test_one_millisecond_on_each_backend():
+    """1 ms on perf_event: a thread burning 0.5 s gets one sample per
+    millisecond of it (within 5%) with (nearly) no overruns; on timer_create
+    the kernel checks the timer once per scheduler tick (4 ms here), so
+    about a quarter as many samples whose weights (1 + overruns) still sum
+    to its CPU within 5%."""
+    r = run_scenario(BACKENDS_AT_1MS_SRC)
+    print(r)
+    perf, posix = r["perf_event"], r["timer_create"]
+    if "error" in perf:
+        pytest.skip(perf["error"])
+    assert perf["ran"] == "perf_event" and posix["ran"] == "timer_create"
+    assert abs(perf["samples"] - perf["cpu_ms"]) <= 0.05 * perf["cpu_ms"], perf
+    assert perf["overruns"] <= 0.01 * perf["samples"], perf
+    assert abs(posix["weight"] - posix["cpu_ms"]) <= 0.05 * posix["cpu_ms"], posix
+    # One sample per tick (HZ 100 to 1000): at most half of the expirations
+    # become samples when the tick is 2 ms or more.
+    assert posix["samples"] <= 0.55 * posix["weight"] and posix["overruns"] > 0, posix
+
+
 def test_sub_millisecond_intervals_are_honoured_on_perf_event():
     """interval_ms=0.2: a thread burning 0.4 s of CPU gets one sample per
     0.2 ms of it (within 5%), hardly any folded into overruns (a signal
