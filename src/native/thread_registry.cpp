@@ -27,6 +27,7 @@ void ThreadRegistry::begin(uint32_t session, int64_t interval_ns, pid_t ignored_
     ignored_.clear();
     if (ignored_tid != 0) ignored_.push_back(ignored_tid);
     native_tids_.clear();
+    exiting_.clear();
     counters_ = RegistryCounters{};
     opted_out_.clear();
     failed_.clear();
@@ -219,7 +220,7 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
     if (listed) {
         for (pid_t tid : tasks_) {
             alive.insert(tid);
-            if (present.count(tid) != 0 || ignored(tid)) continue;
+            if (present.count(tid) != 0 || ignored(tid) || exiting_.count(tid) != 0) continue;
             auto failed = failed_.find(tid);
             if (failed != failed_.end() && failed->second == 0) continue;
             auto it = threads_.find(tid);
@@ -258,6 +259,11 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
         const bool gone = present.count(it->first) == 0 && (!listed || alive.count(it->first) == 0);
         it = gone ? failed_.erase(it) : std::next(it);
     }
+    if (listed) {
+        for (auto it = exiting_.begin(); it != exiting_.end();) {
+            it = alive.count(*it) != 0 ? std::next(it) : exiting_.erase(it);
+        }
+    }
 }
 
 bool ThreadRegistry::register_thread(pid_t tid, uint64_t tstate_uid, PyThreadState* tstate,
@@ -266,6 +272,7 @@ bool ThreadRegistry::register_thread(pid_t tid, uint64_t tstate_uid, PyThreadSta
     const bool born_under_these_timers =
         birth_mark != 0 && birth_mark == arming_.load(std::memory_order_relaxed);
     opted_out_.erase(tid);
+    exiting_.erase(tid);
     auto it = threads_.find(tid);
     if (it != threads_.end()) {
         if (it->second.native) {
@@ -296,6 +303,11 @@ void ThreadRegistry::thread_exiting(pid_t tid, uint64_t tstate_uid) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = threads_.find(tid);
     if (it == threads_.end() || it->second.tstate_uid != tstate_uid) return;
+    try {
+        exiting_.insert(tid);
+    } catch (const std::bad_alloc&) {
+        // then a poll may time its last microseconds as a native thread's
+    }
     const ThreadTimer& timer = it->second.timer;
     if (timer.is_perf() && tid == current_tid() && perf_timer_still_ours(timer.perf)) {
         charge_perf_points_at_exit(timer.perf.fd);
@@ -344,6 +356,7 @@ void ThreadRegistry::forget_after_fork() {
     failed_.clear();
     native_tids_.clear();
     ignored_.clear();
+    exiting_.clear();
 }
 
 void ThreadRegistry::sampled_threads(std::vector<Sampled>* out) {

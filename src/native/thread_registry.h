@@ -135,6 +135,9 @@ private:
     // last samples are resolved later), and the list read from /proc.
     std::unordered_set<pid_t> native_tids_;
     std::vector<pid_t> tasks_;
+    // Python threads that said they are exiting: not native threads for
+    // the moment they still run after their thread state is gone.
+    std::unordered_set<pid_t> exiting_;
     uint64_t scan_generation_ = 0;
     uint64_t rng_ = 0;  // splitmix64 state for timer phases
     Backend backend_ = Backend::timer_create;

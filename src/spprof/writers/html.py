@@ -230,7 +230,7 @@ def _time_facts(profile: Profile, total_weight: int) -> list[tuple[str, str]]:
     gil = []
     if known > 0:
         share = 100.0 * by_gil["released"] / known
-        gil = [("CPU without the GIL", f"{_fmt_ms(by_gil['released'])} ({share:.0f}%)")]
+        gil = [("CPU without the GIL", f"{_fmt_ms(by_gil['released'])} ({share:.0f}% of Python threads')")]
     if profile.mode != "wall":
         return [("CPU time", _fmt_ms(total_weight * profile.interval_ms)), *gil]
     by_state = profile.state_totals_ms()

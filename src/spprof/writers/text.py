@@ -113,7 +113,7 @@ def _header(profile: Profile, agg: AggregatedProfile) -> list[str]:
         # the instants a thread hands the GIL over, not worth a line).
         wall.append(
             f"{duration_text(by_gil['released'])} of CPU without the GIL "
-            f"({100.0 * by_gil['released'] / on_cpu:.0f}% of CPU)"
+            f"({100.0 * by_gil['released'] / on_cpu:.0f}% of the Python threads' CPU)"
         )
     second = (
         f"interval {_num(interval)} ms ({nominal:.4g} Hz), "
