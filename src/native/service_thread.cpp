@@ -42,58 +42,28 @@ long process_thread_count() {
 int ServiceThread::start(ThreadRegistry* registry, Tick tick) {
     registry_ = registry;
     tick_ = tick;
-    stop_.store(false);
-    tid_.store(0);
-    // A small stack: the service thread needs little, and a default 8 MiB
-    // reservation can fail under an address-space limit.
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 512 * 1024);
-    int err = pthread_create(&thread_, &attr, &ServiceThread::main, this);
-    pthread_attr_destroy(&attr);
-    if (err == 0) running_ = true;
+    registry_->expect_own_thread();
+    int err = thread_.start(&ServiceThread::main, this, 512 * 1024);
+    if (err != 0) registry_->own_thread_failed();
     return err;
 }
 
-void ServiceThread::stop() {
-    stopped_for_fork_ = false;
-    if (!running_) return;
-    stop_.store(true, std::memory_order_release);
-    wakeup_signal(&handler_state().wake_word);
-    Py_BEGIN_ALLOW_THREADS pthread_join(thread_, nullptr);
-    Py_END_ALLOW_THREADS running_ = false;
-    tid_.store(0);
-}
+void ServiceThread::stop() { thread_.stop(&handler_state().wake_word); }
 
-void ServiceThread::stop_for_fork() {
-    if (!running_) return;
-    stop();
-    stopped_for_fork_ = true;  // after stop(), which clears it
-}
+void ServiceThread::stop_for_fork() { thread_.stop_for_fork(&handler_state().wake_word); }
 
 int ServiceThread::resume_after_fork() {
-    if (!stopped_for_fork_) return -1;
-    stopped_for_fork_ = false;
+    if (!thread_.take_stopped_for_fork()) return -1;
     return start(registry_, tick_);
 }
 
 void ServiceThread::reset_counters() {
-    ended_cpu_ns_.store(0);
+    thread_.reset_cpu();
     wakes_.store(0);
     gil_ticks_.store(0);
 }
 
-int64_t ServiceThread::cpu_ns() const {
-    int64_t total = ended_cpu_ns_.load();
-    if (running_ && tid_.load() != 0) {
-        clockid_t clock;
-        timespec ts;
-        if (pthread_getcpuclockid(thread_, &clock) == 0 && clock_gettime(clock, &ts) == 0) {
-            total += int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-        }
-    }
-    return total;
-}
+int64_t ServiceThread::cpu_ns() const { return thread_.cpu_ns(); }
 
 void* ServiceThread::main(void* arg) {
     static_cast<ServiceThread*>(arg)->loop();
@@ -105,7 +75,7 @@ void ServiceThread::loop() {
     // Named in the kernel, so tools that list threads (top -H, py-spy, the
     // coverage line's threads without Python) can tell it from the program's.
     prctl(PR_SET_NAME, kServiceThreadName, 0, 0, 0);
-    tid_.store(current_tid());
+    thread_.note_started();
     // Before this thread first holds a thread state (next line): a timer
     // made for it by a scan would sample a thread that runs no Python code.
     registry_->ignore_thread(current_tid());
@@ -117,12 +87,12 @@ void ServiceThread::loop() {
     // Threads started right after start() may already be in the first count
     // read above, so the first polls take the GIL as after a change.
     int hot = kHotTicks;
-    while (!stop_.load(std::memory_order_acquire)) {
+    while (!thread_.stop_requested()) {
         bool busy = monotonic_now_ns() - last_change_ns < kBusyWindowNs;
         // Woken early when the buffer is a quarter full.
         bool work = wakeup_wait(&handler_state().wake_word, busy ? kBusyPollMs : kSteadyPollMs);
         wakes_.fetch_add(1, std::memory_order_relaxed);
-        if (stop_.load(std::memory_order_acquire)) break;
+        if (thread_.stop_requested()) break;
         long threads_now = process_thread_count();
         if (threads_now != threads_seen) {
             threads_seen = threads_now;
@@ -142,7 +112,7 @@ void ServiceThread::loop() {
         tick_();
         tstate = PyEval_SaveThread();
     }
-    ended_cpu_ns_.fetch_add(thread_cpu_now_ns());
+    thread_.note_ending();
     PyEval_RestoreThread(tstate);
     PyGILState_Release(gil);
 }

@@ -15,6 +15,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "session_thread.h"
+
 namespace spprof {
 
 // The kernel name (comm) of the service thread.
@@ -30,8 +32,8 @@ public:
     int start(ThreadRegistry* registry, Tick tick);
     // GIL held: stop it and wait for it (the GIL is released while waiting).
     void stop();
-    bool running() const { return running_; }
-    bool is_current_thread() const { return running_ && pthread_equal(pthread_self(), thread_); }
+    bool running() const { return thread_.running(); }
+    bool is_current_thread() const { return thread_.is_current_thread(); }
 
     // The counters of one session.
     void reset_counters();
@@ -44,9 +46,9 @@ public:
     // for a fork).
     void stop_for_fork();
     int resume_after_fork();
-    bool stopped_for_fork() const { return stopped_for_fork_; }
+    bool stopped_for_fork() const { return thread_.stopped_for_fork(); }
     // A fork child: that thread does not exist there.
-    void forget_after_fork() { running_ = stopped_for_fork_ = false; }
+    void forget_after_fork() { thread_.forget_after_fork(); }
 
 private:
     static void* main(void* arg);
@@ -54,12 +56,7 @@ private:
 
     ThreadRegistry* registry_ = nullptr;
     Tick tick_ = nullptr;
-    pthread_t thread_{};
-    bool running_ = false;
-    bool stopped_for_fork_ = false;
-    std::atomic<bool> stop_{false};
-    std::atomic<pid_t> tid_{0};
-    std::atomic<int64_t> ended_cpu_ns_{0};  // of service threads that ended
+    SessionThread thread_;
     std::atomic<uint64_t> wakes_{0};        // how often it woke up
     std::atomic<uint64_t> gil_ticks_{0};    // how many wakes took the GIL
 };

@@ -24,8 +24,11 @@ void ThreadRegistry::begin(uint32_t session, int64_t interval_ns, pid_t ignored_
     perf_open_ = 0;
     perf_budget_ = 0;
     interval_ns_ = interval_ns;
-    ignored_.clear();
-    if (ignored_tid != 0) ignored_.push_back(ignored_tid);
+    // ignored_ is kept: a thread of spprof's from the last session may
+    // still be listed for a moment after it was joined.
+    if (ignored_tid != 0 && std::find(ignored_.begin(), ignored_.end(), ignored_tid) == ignored_.end()) {
+        ignored_.push_back(ignored_tid);
+    }
     native_tids_.clear();
     exiting_.clear();
     counters_ = RegistryCounters{};
@@ -77,10 +80,21 @@ size_t ThreadRegistry::drop_lost_perf_timers() {
 
 void ThreadRegistry::ignore_thread(pid_t tid) {
     std::lock_guard<std::mutex> lock(mu_);
+    if (own_threads_starting_ > 0) --own_threads_starting_;
     if (std::find(ignored_.begin(), ignored_.end(), tid) == ignored_.end()) ignored_.push_back(tid);
     native_tids_.erase(tid);
     auto it = threads_.find(tid);
     if (it != threads_.end()) remove_locked(it);
+}
+
+void ThreadRegistry::expect_own_thread() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++own_threads_starting_;
+}
+
+void ThreadRegistry::own_thread_failed() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (own_threads_starting_ > 0) --own_threads_starting_;
 }
 
 int64_t ThreadRegistry::random_phase_locked() {
@@ -217,6 +231,9 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
     // Native threads: the process's other threads, sampled on their own CPU
     // clocks as Python threads are (their samples name the thread).
     std::unordered_set<pid_t> alive;
+    // While a thread of spprof's is starting, it is not told from the
+    // program's yet: the new native threads wait for the next scan.
+    const bool discover = listed && own_threads_starting_ == 0;
     if (listed) {
         for (pid_t tid : tasks_) {
             alive.insert(tid);
@@ -236,7 +253,7 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
                 native_tids_.insert(tid);
                 continue;
             }
-            if (add_locked(tid, 0, nullptr)) {
+            if (discover && add_locked(tid, 0, nullptr)) {
                 Entry& entry = threads_[tid];
                 entry.native = true;
                 entry.seen = scan_generation_;
@@ -263,6 +280,9 @@ void ThreadRegistry::sync_with_interpreter(PyInterpreterState* interp) {
         for (auto it = exiting_.begin(); it != exiting_.end();) {
             it = alive.count(*it) != 0 ? std::next(it) : exiting_.erase(it);
         }
+        ignored_.erase(std::remove_if(ignored_.begin(), ignored_.end(),
+                                      [&](pid_t tid) { return alive.count(tid) == 0; }),
+                       ignored_.end());
     }
 }
 
@@ -356,6 +376,7 @@ void ThreadRegistry::forget_after_fork() {
     failed_.clear();
     native_tids_.clear();
     ignored_.clear();
+    own_threads_starting_ = 0;
     exiting_.clear();
 }
 

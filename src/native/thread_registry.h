@@ -44,8 +44,13 @@ public:
     Backend backend() const { return backend_; }
     // Never give `tid` a timer (spprof's own threads: the service thread,
     // which holds a thread state while it has the GIL but runs no Python
-    // code, and the wall reader).
+    // code, and the wall reader). Called by the thread itself as it starts;
+    // its creator calls expect_own_thread() before creating it (and
+    // own_thread_failed() if that fails): until it has said who it is, no
+    // scan takes a new thread for a native one of the program's.
     void ignore_thread(pid_t tid);
+    void expect_own_thread();
+    void own_thread_failed();
 
     // GIL held. Bring the registry in line with the interpreter's thread
     // states and the process's threads: timers for new threads, none for
@@ -130,7 +135,8 @@ private:
     std::unordered_map<pid_t, uint64_t> opted_out_;
     uint32_t session_ = 0;
     int64_t interval_ns_ = 0;
-    std::vector<pid_t> ignored_;
+    std::vector<pid_t> ignored_;  // kept across sessions while the thread is listed
+    int own_threads_starting_ = 0;
     // Native threads of this session, by tid (kept after they end: their
     // last samples are resolved later), and the list read from /proc.
     std::unordered_set<pid_t> native_tids_;

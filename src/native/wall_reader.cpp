@@ -61,43 +61,22 @@ int WallReader::start(ThreadRegistry* registry, SampleBuffer* buffer, int64_t in
     interval_ns_ = interval_ns;
     gil_lo_ = reinterpret_cast<uintptr_t>(gil);
     gil_hi_ = gil_lo_ + gil_size;
-    stop_.store(false);
     stop_word_.store(0);
-    tid_.store(0);
     balances_.clear();
     threads_.clear();
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    // Small (it keeps one stack's frames on it, 2 KiB): a default 8 MiB
-    // reservation can fail under an address-space limit.
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    int err = pthread_create(&thread_, &attr, &WallReader::main, this);
-    pthread_attr_destroy(&attr);
-    if (err == 0) running_ = true;
+    // A small stack: it keeps one stack's frames on it (2 KiB).
+    registry_->expect_own_thread();
+    int err = thread_.start(&WallReader::main, this, 256 * 1024);
+    if (err != 0) registry_->own_thread_failed();
     return err;
 }
 
-void WallReader::stop() {
-    stopped_for_fork_ = false;
-    if (!running_) return;
-    stop_.store(true, std::memory_order_release);
-    wakeup_signal(&stop_word_);
-    // The reader never takes the GIL, but the thread joining it must not
-    // hold it while waiting either (other threads keep running).
-    Py_BEGIN_ALLOW_THREADS pthread_join(thread_, nullptr);
-    Py_END_ALLOW_THREADS running_ = false;
-    tid_.store(0);
-}
+void WallReader::stop() { thread_.stop(&stop_word_); }
 
-void WallReader::stop_for_fork() {
-    if (!running_) return;
-    stop();
-    stopped_for_fork_ = true;
-}
+void WallReader::stop_for_fork() { thread_.stop_for_fork(&stop_word_); }
 
 int WallReader::resume_after_fork() {
-    if (!stopped_for_fork_) return -1;
-    stopped_for_fork_ = false;
+    if (!thread_.take_stopped_for_fork()) return -1;
     return start(registry_, buffer_, interval_ns_, reinterpret_cast<const void*>(gil_lo_),
                  gil_hi_ - gil_lo_);
 }
@@ -105,7 +84,7 @@ int WallReader::resume_after_fork() {
 void WallReader::forget_after_fork() {
     // The child has no reader thread: its /proc files (inherited if the
     // fork bypassed os.fork's hooks) are closed here, if still ours.
-    running_ = stopped_for_fork_ = false;
+    thread_.forget_after_fork();
     for (auto& [tid, b] : balances_) forget_thread(&b);
     balances_.clear();
 }
@@ -121,12 +100,7 @@ WallCounters WallReader::counters() const {
     c.dropped_weight = dropped_weight_.load();
     c.syscall_reads = syscall_reads_.load();
     c.lost_state_files = lost_state_files_.load();
-    c.cpu_ns = ended_cpu_ns_.load();
-    pid_t tid = tid_.load();
-    if (running_ && tid != 0) {
-        int64_t now = thread_cpu_ns_of(tid);
-        if (now > 0) c.cpu_ns += now;
-    }
+    c.cpu_ns = thread_.cpu_ns();
     return c;
 }
 
@@ -135,7 +109,7 @@ void WallReader::reset_counters() {
                     &dropped_weight_, &syscall_reads_, &lost_state_files_}) {
         a->store(0);
     }
-    ended_cpu_ns_.store(0);
+    thread_.reset_cpu();
 }
 
 void* WallReader::main(void* arg) {
@@ -148,12 +122,12 @@ void WallReader::loop() {
     prctl(PR_SET_NAME, kWallThreadName, 0, 0, 0);
     // spprof's own: never sampled as a native thread.
     registry_->ignore_thread(current_tid());
-    tid_.store(current_tid());
+    thread_.note_started();
     int64_t last = monotonic_now_ns();
     int64_t next = last + interval_ns_;
-    while (!stop_.load(std::memory_order_acquire)) {
+    while (!thread_.stop_requested()) {
         sleep_until(&stop_word_, next);
-        if (stop_.load(std::memory_order_acquire)) break;
+        if (thread_.stop_requested()) break;
         int64_t now = monotonic_now_ns();
         if (now < next) continue;  // woken early (spuriously)
         ticks_.fetch_add(1, std::memory_order_relaxed);
@@ -173,7 +147,7 @@ void WallReader::loop() {
     }
     for (auto& [tid, b] : balances_) forget_thread(&b);
     balances_.clear();
-    ended_cpu_ns_.fetch_add(thread_cpu_now_ns());
+    thread_.note_ending();
 }
 
 void WallReader::tick(int64_t now, int64_t elapsed) {

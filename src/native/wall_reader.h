@@ -34,6 +34,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "session_thread.h"
 #include "thread_registry.h"
 
 namespace spprof {
@@ -64,7 +65,7 @@ public:
               const void* gil, size_t gil_size);
     // Stop it and wait for it (GIL held; released while waiting). Idempotent.
     void stop();
-    bool running() const { return running_; }
+    bool running() const { return thread_.running(); }
 
     // Pause/resume (the session's): while paused no time is charged; the
     // balances restart from the resume.
@@ -111,10 +112,7 @@ private:
     int64_t interval_ns_ = 0;
     uintptr_t gil_lo_ = 0;
     uintptr_t gil_hi_ = 0;
-    pthread_t thread_{};
-    bool running_ = false;
-    bool stopped_for_fork_ = false;
-    std::atomic<bool> stop_{false};
+    SessionThread thread_;
     std::atomic<bool> paused_{false};
     std::atomic<uint32_t> stop_word_{0};  // futex the reader sleeps on
 
@@ -126,8 +124,6 @@ private:
 
     std::atomic<uint64_t> ticks_{0}, late_ticks_{0}, idle_samples_{0}, gil_samples_{0},
         torn_walks_{0}, dropped_{0}, dropped_weight_{0}, syscall_reads_{0}, lost_state_files_{0};
-    std::atomic<int64_t> ended_cpu_ns_{0};
-    std::atomic<pid_t> tid_{0};
 };
 
 }  // namespace spprof
