@@ -216,7 +216,7 @@ STATS_SCHEMA = {
     "timers_deleted": int, "truncated_stacks": int, "walk_errors": int,
     "mode": str, "wall_ticks": int, "wall_late_ticks": int, "off_cpu_samples": int,
     "gil_wait_samples": int, "torn_walks": int, "wall_dropped": int, "wall_dropped_weight": int,
-    "state_reads": int, "state_files_lost": int, "wall_cpu_ns": int,
+    "state_reads": int, "state_files_lost": int, "wall_cpu_ns": int, "wall_exit_charges": int,
 }
 RESULT_KEYS = {
     "strings": list, "frames": bytes, "stacks": bytes, "timestamps": bytes, "thread_ids": bytes,
@@ -396,7 +396,7 @@ STATS = dict(
     timer_create_failures=0, timer_overruns=3, timers_created=0, timers_deleted=2,
     truncated_stacks=1, walk_errors=0, mode="cpu", wall_ticks=0, wall_late_ticks=0,
     off_cpu_samples=0, gil_wait_samples=0, torn_walks=0, wall_dropped=0, wall_dropped_weight=0,
-    state_reads=0, state_files_lost=0, wall_cpu_ns=0,
+    state_reads=0, state_files_lost=0, wall_cpu_ns=0, wall_exit_charges=0,
 )
 strings = ["<module>", "/srv/app/main.py", "handle", "/srv/app/web.py", "parse",
            "/srv/app/json_util.py", "<gc>", "", "hash_block", "worker"]

@@ -618,3 +618,45 @@ def test_holds_gil_is_kept_by_every_derived_profile():
     assert all(a.holds_gil is None for a in prof.aggregate().stacks)
     with pytest.raises(ValueError, match="holds_gil must be True, False or None, got 1"):
         Sample(1, 10, "t", (f,), 1, "cpu", 1)  # type: ignore[arg-type]
+
+
+EXIT_TAIL_SRC = """
+import threading, time, spprof
+lived = {}
+def sleeper(i):
+    t0 = time.monotonic()
+    time.sleep(0.095 + i * 0.0013)
+    lived[threading.get_native_id()] = (time.monotonic() - t0) * 1000
+spprof.start(interval_ms=10, mode="wall")
+time.sleep(0.05)
+threads = [threading.Thread(target=sleeper, args=(i,)) for i in range(20)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+prof = spprof.stop()
+charged = {}
+for s in prof.samples:
+    charged[s.thread_id] = charged.get(s.thread_id, 0) + s.weight * prof.interval_ms
+emit({"lived": {str(k): v for k, v in lived.items()}, "charged": {str(k): v for k, v in charged.items()},
+      "exit_charges": prof.stats.raw["wall_exit_charges"]})
+"""
+
+
+def test_wall_mode_charges_the_time_between_the_last_tick_and_an_exit():
+    """Twenty threads sleep about 100 ms and end at different points
+    between two ticks: the time from the reader's last visit to the exit
+    is charged (a sample under <no Python frame>) rather than lost, and a
+    thread is charged from its registration (its first instruction), so
+    each thread is charged its life less its last partial interval."""
+    r = run_scenario(EXIT_TAIL_SRC, timeout=120)
+    print(r)
+    assert r["exit_charges"] > 0
+    for tid, lived in r["lived"].items():
+        charged = r["charged"].get(tid, 0)
+        # Lower: the last partial interval (and the first, for a thread
+        # the reader meets before it registered). Upper: the thread lives
+        # a few milliseconds around the measured sleep (start-up, exit),
+        # and a CPU sample of a thread that used a fraction of an interval
+        # weighs a whole one.
+        assert lived - 20 - 1 <= charged <= lived + 25, (tid, lived, charged)

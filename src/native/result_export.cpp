@@ -192,6 +192,7 @@ Stats collect_stats(Session& session) {
     s.wall_dropped_weight = w.dropped_weight;
     s.state_reads = w.syscall_reads;
     s.state_files_lost = w.lost_state_files;
+    s.wall_exit_charges = w.exit_charges;
     s.wall_cpu_ns = w.cpu_ns;
     return s;
 }

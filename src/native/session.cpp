@@ -378,7 +378,10 @@ int Session::unregister_current_thread() {
 
 void Session::current_thread_exiting() {
     if (!active_) return;
-    registry_.thread_exiting(current_tid(), compat::thread_state_unique_id(PyThreadState_Get()));
+    const pid_t tid = current_tid();
+    const uint64_t uid = compat::thread_state_unique_id(PyThreadState_Get());
+    wall_.thread_exiting(tid, uid);  // before the registry forgets it
+    registry_.thread_exiting(tid, uid);
 }
 
 int Session::current_thread_registered() {

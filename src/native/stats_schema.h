@@ -66,6 +66,7 @@
     X(torn_walks, uint64_t)        /* ... thread moved while read */              \
     X(wall_dropped, uint64_t)      /* ... buffer full */                          \
     X(wall_dropped_weight, uint64_t)                                              \
+    X(wall_exit_charges, uint64_t) /* wall: time from a last tick to an exit */ \
     X(state_reads, uint64_t)       /* ... /proc syscall files read */             \
     X(state_files_lost, uint64_t)  /* ... closed by the program, reopened */      \
     X(wall_cpu_ns, int64_t)        /* ... the reader's CPU time */

@@ -303,11 +303,20 @@ bool ThreadRegistry::register_thread(pid_t tid, uint64_t tstate_uid, PyThreadSta
         }
         if (it->second.tstate_uid == tstate_uid) {
             it->second.tstate = tstate;
+            note_registration_locked(it->second, tid);
             return true;
         }
         remove_locked(it);
     }
-    return add_locked(tid, tstate_uid, tstate, born_under_these_timers);
+    if (!add_locked(tid, tstate_uid, tstate, born_under_these_timers)) return false;
+    note_registration_locked(threads_[tid], tid);
+    return true;
+}
+
+void ThreadRegistry::note_registration_locked(Entry& entry, pid_t tid) {
+    if (entry.registered_mono_ns != 0 || tid != current_tid()) return;
+    entry.registered_mono_ns = monotonic_now_ns();
+    entry.registered_cpu_ns = thread_cpu_now_ns();
 }
 
 bool ThreadRegistry::unregister_thread(pid_t tid) {
@@ -385,7 +394,10 @@ void ThreadRegistry::sampled_threads(std::vector<Sampled>* out) {
     std::lock_guard<std::mutex> lock(mu_);
     out->reserve(threads_.size());
     for (const auto& [tid, entry] : threads_) {
-        if (entry.tstate != nullptr) out->push_back({tid, entry.tstate, entry.tstate_uid});
+        if (entry.tstate != nullptr) {
+            out->push_back({tid, entry.tstate, entry.tstate_uid, entry.registered_mono_ns,
+                            entry.registered_cpu_ns});
+        }
     }
 }
 

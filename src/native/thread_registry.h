@@ -106,6 +106,10 @@ public:
         pid_t tid;
         PyThreadState* tstate;
         uint64_t uid;
+        // When the thread registered itself (CLOCK_MONOTONIC, its CPU clock),
+        // 0 when a scan found it: wall mode counts its time from there.
+        int64_t registered_mono_ns;
+        int64_t registered_cpu_ns;
     };
     void sampled_threads(std::vector<Sampled>* out);
 
@@ -119,6 +123,8 @@ private:
         PyThreadState* tstate = nullptr;  // as last seen with the GIL held
         ThreadTimer timer;
         uint64_t seen = 0;
+        int64_t registered_mono_ns = 0;  // see Sampled
+        int64_t registered_cpu_ns = 0;
         bool native = false;  // no thread state: tstate_uid and tstate are 0
     };
     // mu_ held.
@@ -127,6 +133,8 @@ private:
     int64_t random_phase_locked();
     void refresh_perf_budget_locked(int* min_fd);
     void remove_locked(std::unordered_map<pid_t, Entry>::iterator it);
+    // A thread registering itself: when, by both clocks (Sampled).
+    void note_registration_locked(Entry& entry, pid_t tid);
 
     std::mutex mu_;
     std::unordered_map<pid_t, Entry> threads_;

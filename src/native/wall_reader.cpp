@@ -35,6 +35,9 @@ constexpr int64_t kMaxDeferredIntervals = 2;
 // /proc syscall files kept open at once; threads past it are not told
 // apart (a wait counts as idle).
 constexpr size_t kMaxStateFiles = 256;
+// Exits noted between two ticks, at most (a program that ends threads
+// faster than that while the reader is held up loses their last moments).
+constexpr size_t kMaxExitNotes = 4096;
 
 int64_t thread_cpu_ns_of(pid_t tid) {
     timespec ts;
@@ -64,6 +67,7 @@ int WallReader::start(ThreadRegistry* registry, SampleBuffer* buffer, int64_t in
     stop_word_.store(0);
     balances_.clear();
     threads_.clear();
+    charging_since_ns_.store(monotonic_now_ns());
     // A small stack: it keeps one stack's frames on it (2 KiB).
     registry_->expect_own_thread();
     int err = thread_.start(&WallReader::main, this, 256 * 1024);
@@ -72,6 +76,11 @@ int WallReader::start(ThreadRegistry* registry, SampleBuffer* buffer, int64_t in
 }
 
 void WallReader::stop() { thread_.stop(&stop_word_); }
+
+void WallReader::set_paused(bool paused) {
+    if (!paused && paused_.load(std::memory_order_acquire)) charging_since_ns_.store(monotonic_now_ns());
+    paused_.store(paused, std::memory_order_release);
+}
 
 void WallReader::stop_for_fork() { thread_.stop_for_fork(&stop_word_); }
 
@@ -100,13 +109,14 @@ WallCounters WallReader::counters() const {
     c.dropped_weight = dropped_weight_.load();
     c.syscall_reads = syscall_reads_.load();
     c.lost_state_files = lost_state_files_.load();
+    c.exit_charges = exit_charges_.load();
     c.cpu_ns = thread_.cpu_ns();
     return c;
 }
 
 void WallReader::reset_counters() {
     for (auto* a : {&ticks_, &late_ticks_, &idle_samples_, &gil_samples_, &torn_walks_, &dropped_,
-                    &dropped_weight_, &syscall_reads_, &lost_state_files_}) {
+                    &dropped_weight_, &syscall_reads_, &lost_state_files_, &exit_charges_}) {
         a->store(0);
     }
     thread_.reset_cpu();
@@ -159,15 +169,24 @@ void WallReader::tick(int64_t now, int64_t elapsed) {
         if (cpu < 0) continue;  // exited
         auto [it, inserted] = balances_.try_emplace(t.tid);
         Balance& b = it->second;
+        int64_t span = elapsed;
         if (inserted || b.uid != t.uid) {
             // First seen (or a new thread with a reused id): its time counts
-            // from here.
+            // from its registration when it registered itself since
+            // charging began (its first instruction, for a thread started
+            // through the thread-start hook), else from here.
             forget_thread(&b);
             b = Balance{};
             b.uid = t.uid;
-            b.last_cpu_ns = cpu;
             b.seen = generation_;
-            continue;
+            const int64_t since = charging_since_ns_.load(std::memory_order_acquire);
+            if (paused || t.registered_mono_ns == 0 || t.registered_mono_ns < since ||
+                t.registered_mono_ns > now || t.registered_cpu_ns > cpu) {
+                b.last_cpu_ns = cpu;
+                continue;
+            }
+            b.last_cpu_ns = t.registered_cpu_ns;
+            span = now - t.registered_mono_ns;
         }
         b.seen = generation_;
         const int64_t used = cpu - b.last_cpu_ns;
@@ -176,7 +195,7 @@ void WallReader::tick(int64_t now, int64_t elapsed) {
             b.off_ns = 0;
             continue;
         }
-        const int64_t off = elapsed - used;
+        const int64_t off = span - used;
         if (off > 0) b.off_ns += off;
         if (b.off_ns < interval_ns_) continue;
         // Charged to the stack the thread is blocked in now: only when it
@@ -194,6 +213,7 @@ void WallReader::tick(int64_t now, int64_t elapsed) {
         write_sample(t, static_cast<uint32_t>(whole > UINT32_MAX ? UINT32_MAX : whole),
                      b.waits_for_gil, now);
     }
+    if (!paused) charge_exits(now, now - elapsed);
     for (auto it = balances_.begin(); it != balances_.end();) {
         if (it->second.seen == generation_) {
             ++it;
@@ -202,6 +222,67 @@ void WallReader::tick(int64_t now, int64_t elapsed) {
             it = balances_.erase(it);
         }
     }
+}
+
+void WallReader::thread_exiting(pid_t tid, uint64_t uid) {
+    if (!thread_.running() || paused_.load(std::memory_order_acquire)) return;
+    ExitNote note{tid, uid, monotonic_now_ns(), thread_cpu_now_ns()};
+    std::lock_guard<std::mutex> lock(exits_mu_);
+    if (exits_.size() >= kMaxExitNotes) return;  // the reader is far behind: lost, as before
+    try {
+        exits_.push_back(note);
+    } catch (const std::bad_alloc&) {
+        // lost, as before
+    }
+}
+
+void WallReader::charge_exits(int64_t now, int64_t last_tick) {
+    {
+        std::lock_guard<std::mutex> lock(exits_mu_);
+        exit_batch_.swap(exits_);
+    }
+    for (const ExitNote& note : exit_batch_) {
+        auto it = balances_.find(note.tid);
+        // Visited in this tick (it had not left the registry yet): nothing
+        // is owed. Never visited: it is charged from its first tick only.
+        if (it == balances_.end() || it->second.uid != note.uid || it->second.seen == generation_) continue;
+        Balance& b = it->second;
+        const int64_t off = (note.mono_ns - last_tick) - (note.cpu_ns - b.last_cpu_ns);
+        const int64_t owed = b.off_ns + (off > 0 ? off : 0);
+        b.off_ns = 0;
+        const int64_t whole = owed / interval_ns_;  // the last partial interval is dropped, as at every tick
+        if (whole > 0) write_exit_sample(note.tid, static_cast<uint32_t>(std::min<int64_t>(whole, UINT32_MAX)),
+                                         b.waits_for_gil, now);
+    }
+    exit_batch_.clear();
+}
+
+void WallReader::write_exit_sample(pid_t tid, uint32_t weight, bool gil, int64_t now) {
+    HandlerState& st = handler_state();
+    st.inflight.fetch_add(1, std::memory_order_seq_cst);
+    if (!st.active.load(std::memory_order_seq_cst)) {
+        st.inflight.fetch_sub(1, std::memory_order_release);
+        return;
+    }
+    SampleSlot* slot = buffer_->try_claim();
+    if (slot == nullptr) {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        dropped_weight_.fetch_add(weight, std::memory_order_relaxed);
+    } else {
+        slot->timestamp_ns = now;
+        slot->code_epoch = st.code_epoch.load(std::memory_order_acquire);
+        slot->tid = tid;
+        slot->weight = weight;
+        slot->gc_pos = -1;
+        slot->depth = 0;
+        slot->truncated = 0;
+        // Off CPU before its exit: asleep or waiting, not holding the GIL.
+        slot->flags = kSampleOffCpu | (gil ? kSampleGilWait : 0) | (st.gil.known() ? kSampleGilKnown : 0);
+        buffer_->publish(slot);
+        idle_samples_.fetch_add(1, std::memory_order_relaxed);
+        exit_charges_.fetch_add(1, std::memory_order_relaxed);
+    }
+    st.inflight.fetch_sub(1, std::memory_order_release);
 }
 
 bool WallReader::open_state_file(pid_t tid, StateFile* file) {

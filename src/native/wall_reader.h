@@ -31,6 +31,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -51,6 +52,7 @@ struct WallCounters {
     uint64_t dropped_weight = 0;
     uint64_t syscall_reads = 0;  // /proc syscall files read to classify
     uint64_t lost_state_files = 0;  // closed or replaced by the program: reopened
+    uint64_t exit_charges = 0;   // samples of the time between a thread's last tick and its exit
     int64_t cpu_ns = 0;          // the reader's own CPU time
 };
 
@@ -69,7 +71,15 @@ public:
 
     // Pause/resume (the session's): while paused no time is charged; the
     // balances restart from the resume.
-    void set_paused(bool paused) { paused_.store(paused, std::memory_order_release); }
+    void set_paused(bool paused);
+
+    // A thread that is about to exit (on that thread, with no Python frame
+    // left): the time since the reader last visited it, less the CPU it
+    // used meanwhile, is charged at the next tick (under <no Python frame>:
+    // its stack is gone) instead of being lost with it. On an overloaded
+    // machine the reader can be held up for tens of milliseconds just
+    // before a thread ends.
+    void thread_exiting(pid_t tid, uint64_t uid);
 
     // Across fork: stopped before, started again after in the parent; a
     // child has no such thread.
@@ -106,6 +116,14 @@ private:
     void close_state_file(StateFile* file);
     void forget_thread(Balance* b) { close_state_file(&b->file); }
     void write_sample(const ThreadRegistry::Sampled& t, uint32_t weight, bool gil, int64_t now);
+    void charge_exits(int64_t now, int64_t last_tick);
+    void write_exit_sample(pid_t tid, uint32_t weight, bool gil, int64_t now);
+    struct ExitNote {
+        pid_t tid;
+        uint64_t uid;
+        int64_t mono_ns;
+        int64_t cpu_ns;
+    };
 
     ThreadRegistry* registry_ = nullptr;
     SampleBuffer* buffer_ = nullptr;
@@ -114,16 +132,24 @@ private:
     uintptr_t gil_hi_ = 0;
     SessionThread thread_;
     std::atomic<bool> paused_{false};
+    // Since when time is charged (start, the last resume): a thread that
+    // registered itself later is charged from its registration.
+    std::atomic<int64_t> charging_since_ns_{0};
     std::atomic<uint32_t> stop_word_{0};  // futex the reader sleeps on
 
     // Reader thread only.
     std::vector<ThreadRegistry::Sampled> threads_;
+    std::vector<ExitNote> exit_batch_;
+    // Filled by exiting threads, emptied by the reader (short holds only).
+    std::mutex exits_mu_;
+    std::vector<ExitNote> exits_;
     std::unordered_map<pid_t, Balance> balances_;
     uint64_t generation_ = 0;
     size_t state_files_ = 0;  // open now (at most kMaxStateFiles)
 
     std::atomic<uint64_t> ticks_{0}, late_ticks_{0}, idle_samples_{0}, gil_samples_{0},
-        torn_walks_{0}, dropped_{0}, dropped_weight_{0}, syscall_reads_{0}, lost_state_files_{0};
+        torn_walks_{0}, dropped_{0}, dropped_weight_{0}, syscall_reads_{0}, lost_state_files_{0},
+        exit_charges_{0};
 };
 
 }  // namespace spprof

@@ -84,6 +84,7 @@ STATS_KEYS: dict[str, tuple[type, str]] = {
     "wall_dropped_weight": (int, SUM),
     "state_reads": (int, SUM),
     "state_files_lost": (int, SUM),
+    "wall_exit_charges": (int, SUM),
     "wall_cpu_ns": (int, SUM),
 }
 
