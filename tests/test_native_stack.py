@@ -18,11 +18,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 import spprof
-from conftest import ROOT, run_scenario
+from conftest import ROOT, child_kwargs, run_scenario
 
 C_SRC = r"""
 typedef int (*callback)(void);
@@ -243,6 +245,61 @@ emit(out)
     expected = ["ProfilerError", f"native unwinding is not available: {reason}"]
     assert res["capture"] == expected and res["enable"] == expected
     assert "libunwind-dev" in reason
+
+
+@pytest.mark.default_python
+@pytest.mark.timeout(600)
+def test_a_build_without_libunwind_headers_works_and_says_why(tmp_path):
+    """The real build-time path: CMake told to ignore the directory of
+    libunwind.h builds native_unwind_none.cpp; that extension samples as
+    usual and reports native unwinding unavailable, naming the package."""
+    bindir = Path(sys.executable).parent
+    cmake = shutil.which("cmake", path=str(bindir)) or shutil.which("cmake")
+    ninja = shutil.which("ninja", path=str(bindir)) or shutil.which("ninja")
+    if cmake is None:
+        pytest.skip("no cmake")
+    header = next((p for p in ("/usr/include/x86_64-linux-gnu", "/usr/include")
+                   if Path(p, "libunwind.h").exists()), None)
+    build = tmp_path / "build"
+    configure = [cmake, "-S", str(ROOT), "-B", str(build), "-DCMAKE_BUILD_TYPE=Debug",
+                 f"-DPython_EXECUTABLE={sys.executable}"]
+    if header:
+        configure.append(f"-DCMAKE_IGNORE_PATH={header}")
+    if ninja:
+        configure += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
+    done = subprocess.run(configure, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "built without native unwinding" in done.stdout, done.stdout
+    done = subprocess.run([cmake, "--build", str(build)], capture_output=True, text=True, timeout=540)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    # The package from src/ with this extension, imported without site
+    # (-S) so the editable install's finder does not bring the other one.
+    package = tmp_path / "pkg" / "spprof"
+    shutil.copytree(ROOT / "src" / "spprof", package, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    for built in build.glob("_native*.so"):
+        shutil.copy(built, package)
+    code = """
+import json, time, spprof
+out = {"file": spprof._native.__file__, "available": spprof.native_unwinding_available()}
+try:
+    spprof.capture_native_stack()
+except RuntimeError as e:
+    out["error"] = [type(e).__name__, str(e)]
+spprof.start(interval_ms=1)
+t = time.thread_time()
+while time.thread_time() - t < 0.05:
+    pass
+out["samples"] = spprof.stop().sample_count
+print(json.dumps(out))
+"""
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=str(tmp_path), **child_kwargs({"PYTHONPATH": str(tmp_path / "pkg")}))
+    assert proc.returncode == 0, proc.stderr
+    res = __import__("json").loads(proc.stdout.splitlines()[-1])
+    assert res["file"].startswith(str(package)) and res["available"] is False, res
+    assert res["error"] == ["ProfilerError", "native unwinding is not available: spprof was built without "
+                            "libunwind (install Debian's libunwind-dev and rebuild)"], res
+    assert res["samples"] >= 20, res
 
 
 def test_native_frame_is_a_frozen_record():
