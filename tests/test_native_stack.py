@@ -207,8 +207,14 @@ t0 = time.perf_counter()
 for _ in range(200):
     spprof.capture_native_stack()
 per_call_us = (time.perf_counter() - t0) / 200 * 1e6
+# During a session at 1 ms: SIGPROF lands inside libunwind and the
+# symbolizer (the handler uses neither).
+spprof.start(interval_ms=1)
+during = [len(spprof.capture_native_stack()) for _ in range(2000)]
+sampled = spprof.stop().sample_count
 emit({{"deep": [f.symbol for f in captured[0]], "thread": [f.symbol for f in captured[1]],
-       "thread_files": [f.filename for f in captured[1]], "per_call_us": per_call_us}})
+       "thread_files": [f.filename for f in captured[1]], "per_call_us": per_call_us,
+       "during": [min(during), max(during)], "sampled": sampled}})
 """)
     deep, thread = res["deep"], res["thread"]
     assert 100 <= len(deep) <= 128 and deep.count("recurse_c") >= 100, deep[:10]
@@ -218,6 +224,7 @@ emit({{"deep": [f.symbol for f in captured[0]], "thread": [f.symbol for f in cap
     assert "Py_BytesMain" not in thread and "libc" in res["thread_files"][-1], thread
     print(f"capture_native_stack(): {res['per_call_us']:.1f} us per call (depth ~12, cached)")
     assert res["per_call_us"] < 5000
+    assert res["sampled"] >= 10 and res["during"][0] == res["during"][1] >= 5, res
 
 
 def test_unavailable_build_raises_with_the_reason():

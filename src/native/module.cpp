@@ -308,17 +308,21 @@ PyObject* native_capture_native_stack(PyObject*, PyObject*) {
     spprof::native::unwind_current_thread(stack);
     return guarded([&]() -> PyObject* {
         auto symbols = spprof::native::symbolize(stack);
-        std::string ours = spprof::native::object_of(reinterpret_cast<uintptr_t>(&native_capture_native_stack));
+        static const std::string ours =
+            spprof::native::object_of(reinterpret_cast<uintptr_t>(&native_capture_native_stack));
         size_t first = 0;
         while (first < symbols.size() && !ours.empty() && symbols[first].object == ours) ++first;
         PyObject* out = PyList_New(0);
         for (size_t i = first; out != nullptr && i < symbols.size(); ++i) {
             const auto& s = symbols[i];
-            PyObject* item = Py_BuildValue("(KNNKO)", static_cast<unsigned long long>(s.ip),
-                                           PyUnicode_DecodeUTF8(s.name.data(), s.name.size(), "replace"),
-                                           PyUnicode_DecodeFSDefault(s.object.c_str()),
-                                           static_cast<unsigned long long>(s.offset),
-                                           s.resolved ? Py_True : Py_False);
+            PyObject* name = PyUnicode_DecodeUTF8(s.name.data(), static_cast<Py_ssize_t>(s.name.size()), "replace");
+            PyObject* file = name != nullptr ? PyUnicode_DecodeFSDefault(s.object.c_str()) : nullptr;
+            PyObject* item = file == nullptr ? nullptr
+                                             : Py_BuildValue("(KOOKO)", static_cast<unsigned long long>(s.ip), name,
+                                                             file, static_cast<unsigned long long>(s.offset),
+                                                             s.resolved ? Py_True : Py_False);
+            Py_XDECREF(name);
+            Py_XDECREF(file);
             if (item == nullptr || PyList_Append(out, item) < 0) Py_CLEAR(out);
             Py_XDECREF(item);
         }
