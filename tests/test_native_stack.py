@@ -194,6 +194,31 @@ emit({{"frames": rows(captured[0])}})
     assert names[i + 2] == "outer_c" and frames[i + 2][4]
 
 
+def test_a_library_replaced_on_disk_is_not_read_for_names(clib, tmp_path):
+    """A file that is not the loaded object any more (another build id) is
+    not read: exported names come from the loader (dladdr), a static function
+    stays unresolved instead of being named from the wrong file."""
+    cc = shutil.which("cc")
+    other = tmp_path / "other.c"
+    other.write_text("int pad_a(void) { return 1; }\nint pad_b(int x) { return x * 3 + pad_a(); }\n" + C_SRC)
+    replacement = tmp_path / "replacement.so"
+    subprocess.run([cc, "-O0", "-g", "-shared", "-fPIC", "-o", str(replacement), str(other)], check=True)
+    lib_path = tmp_path / "libreplaced.so"
+    shutil.copy(clib, lib_path)
+    res = run_scenario(CAPTURE + f"""
+lib = ctypes.CDLL({str(lib_path)!r})
+lib.outer_c.argtypes = [CB]
+os.rename({str(replacement)!r}, {str(lib_path)!r})  # the mapping keeps the old file
+lib.outer_c(callback)
+emit({{"frames": rows(captured[0])}})
+""")
+    frames = res["frames"]
+    names = [f[1] for f in frames]
+    i = names.index("inner_c")
+    assert [f[4] for f in frames[i:i + 3]] == [True, False, True], frames[i:i + 3]
+    assert names[i + 2] == "outer_c" and names[i + 1] == hex(frames[i + 1][0]), names
+
+
 def test_depth_is_bounded_and_threads_unwind(clib):
     res = run_scenario(CAPTURE + f"""
 import threading, time

@@ -46,6 +46,7 @@ struct Object {
     std::string file;  // what we read
     uintptr_t bias = 0;
     uintptr_t lo = 0, hi = 0;  // the span of its PT_LOAD segments
+    std::string build_id;      // from its notes in memory; "" if none
     std::shared_ptr<const Table> table;
     bool table_tried = false;
 };
@@ -84,14 +85,42 @@ private:
     size_t size_ = 0;
 };
 
+// The GNU build id in a run of ELF notes, "" if none.
+std::string build_id(const char* notes, size_t size) {
+    size_t at = 0;
+    while (size - at >= sizeof(Elf64_Nhdr)) {
+        Elf64_Nhdr h;
+        std::memcpy(&h, notes + at, sizeof h);
+        size_t name = at + sizeof h, desc = name + ((h.n_namesz + 3u) & ~size_t{3});
+        size_t next = desc + ((h.n_descsz + 3u) & ~size_t{3});
+        if (h.n_namesz > size || h.n_descsz > size || next > size) return "";
+        if (h.n_type == NT_GNU_BUILD_ID && h.n_namesz == 4 && std::memcmp(notes + name, "GNU", 4) == 0) {
+            return std::string(notes + desc, h.n_descsz);
+        }
+        at = next;
+    }
+    return "";
+}
+
 // The functions of one ELF file: .symtab when it has one (static functions
-// too), else .dynsym. nullptr when the file is not a readable ELF64 file.
-std::shared_ptr<const Table> read_table(const std::string& file) {
+// too), else .dynsym. nullptr when the file is not a readable ELF64 file,
+// or not the one that was loaded: its build id differs from `loaded_id`
+// (the library was replaced on disk since it was loaded).
+std::shared_ptr<const Table> read_table(const std::string& file, const std::string& loaded_id) {
     Mapping m(file);
     const auto* eh = m.at<Elf64_Ehdr>(0);
     if (eh == nullptr || std::memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
         eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_shentsize != sizeof(Elf64_Shdr)) {
         return nullptr;
+    }
+    if (!loaded_id.empty()) {
+        std::string id;
+        const auto* ph = eh->e_phentsize == sizeof(Elf64_Phdr) ? m.at<Elf64_Phdr>(eh->e_phoff, eh->e_phnum) : nullptr;
+        for (unsigned i = 0; ph != nullptr && i < eh->e_phnum && id.empty(); ++i) {
+            const char* notes = ph[i].p_type == PT_NOTE ? m.at<char>(ph[i].p_offset, ph[i].p_filesz) : nullptr;
+            if (notes != nullptr) id = build_id(notes, ph[i].p_filesz);
+        }
+        if (id != loaded_id) return nullptr;
     }
     const auto* sections = m.at<Elf64_Shdr>(eh->e_shoff, eh->e_shnum);
     if (sections == nullptr) return nullptr;
@@ -182,6 +211,9 @@ public:
                 o.lo = UINTPTR_MAX;
                 for (int i = 0; i < info->dlpi_phnum; ++i) {
                     const auto& ph = info->dlpi_phdr[i];
+                    if (ph.p_type == PT_NOTE && o.build_id.empty()) {
+                        o.build_id = build_id(reinterpret_cast<const char*>(info->dlpi_addr + ph.p_vaddr), ph.p_memsz);
+                    }
                     if (ph.p_type != PT_LOAD) continue;
                     o.lo = std::min<uintptr_t>(o.lo, info->dlpi_addr + ph.p_vaddr);
                     o.hi = std::max<uintptr_t>(o.hi, info->dlpi_addr + ph.p_vaddr + ph.p_memsz);
@@ -195,7 +227,7 @@ public:
             if (o.path.empty()) o.path = program_path();
             o.file = o.path;
             for (const auto& old : objects_) {  // keep tables already read
-                if (old.path == o.path && old.bias == o.bias) {
+                if (old.path == o.path && old.bias == o.bias && old.build_id == o.build_id) {
                     o.table = old.table;
                     o.table_tried = old.table_tried;
                 }
@@ -242,7 +274,7 @@ private:
             c.in_object = true;
             if (!o->table_tried) {
                 o->table_tried = true;
-                o->table = read_table(o->file);
+                o->table = read_table(o->file, o->build_id);
             }
             if (o->table) {
                 if (const Function* f = find(*o->table, addr - o->bias)) {
