@@ -4,8 +4,9 @@
 // Names come from our own sorted table per loaded object, read once from
 // the object's file: its ELF .symtab, else its .dynsym (functions only,
 // with their sizes, so an address is named only by a function that
-// contains it). dladdr is the fallback for objects whose file cannot be
-// read (the vDSO), with the same size check. C++ and Rust (legacy) names
+// contains it), if its build id is the loaded object's. dladdr is the
+// fallback for objects whose file cannot be read (the vDSO) or was
+// replaced since it was loaded, with the same size check. C++ and Rust (legacy) names
 // are demangled. Results are cached per address until an object is
 // unloaded. Not async-signal-safe: allocates and takes a mutex.
 #pragma once
