@@ -31,13 +31,16 @@ $(VENV)/.built: $(VENV)/.stamp $(NATIVE_SOURCES)
 build: $(VENV)/.built
 
 # Debian packages used by tests: Go (reads pprof files), Chromium and its
-# driver (renders the HTML report), valgrind (leak checks).
+# driver (renders the HTML report), valgrind (leak checks); and libunwind's
+# headers for native frames (without them spprof builds without native
+# unwinding: run make build again after installing).
 system-deps:
 	@missing=""; \
 	command -v go >/dev/null 2>&1 || [ -x /usr/lib/go/bin/go ] || missing="$$missing golang-go"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	command -v valgrind >/dev/null 2>&1 || missing="$$missing valgrind"; \
+	dpkg -s libunwind-dev >/dev/null 2>&1 || missing="$$missing libunwind-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -51,7 +54,7 @@ run: build
 # Every suite on the default Python, then the core suites on every other
 # supported CPython installed here; all run even if one fails, and a summary
 # line per version comes last.
-test: build system-deps
+test: system-deps build
 	tools/test_all_pythons.sh
 
 # Quick loop for development: no system packages, browser/Go tests skip.
@@ -73,7 +76,7 @@ bench: build
 # under an ASan+UBSan build with LeakSanitizer. Each checker first shows,
 # with spprof's self-test leak (48 bytes per stop()), that it reports such a
 # leak.
-memcheck: build system-deps
+memcheck: system-deps build
 	$(PY) tools/memcheck/run_memcheck.py --inject-leak --cycles 20
 	$(PY) tools/memcheck/run_memcheck.py --cycles 1000
 	$(PY) tools/memcheck/run_asan.py --inject-leak --cycles 20

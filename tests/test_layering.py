@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("spprof.writers",),  # the registry and the writers: formats of a Profile
     ("spprof._naming", "spprof._derived", "spprof._model", "spprof._aggregate"),  # the data model
     ("spprof._limits", "spprof._state"),  # argument limits; process-wide state
-    ("spprof._results", "spprof._signals", "spprof._threads"),
+    ("spprof._results", "spprof._signals", "spprof._threads", "spprof._native_frames"),
     ("spprof._hooks",),  # fork, exec and exit hooks
     ("spprof._session",),  # every session transition
     ("spprof._api",),  # the public functions

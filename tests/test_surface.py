@@ -26,7 +26,7 @@ SRC = ROOT / "src"
 # -- public names and signatures ----------------------------------------------------
 
 PUBLIC_SURFACE = """
-__all__ = ['AggregatedProfile', 'AggregatedStack', 'Frame', 'FunctionStats', 'Profile', 'Profiler', 'ProfilerError', 'ProfilerStats', 'ProfilerWarning', 'Sample', 'ThreadProfiler', '__version__', 'is_active', 'is_paused', 'pause', 'profile', 'register_thread', 'resume', 'start', 'stats', 'stop', 'unregister_thread']
+__all__ = ['AggregatedProfile', 'AggregatedStack', 'Frame', 'FunctionStats', 'NativeFrame', 'Profile', 'Profiler', 'ProfilerError', 'ProfilerStats', 'ProfilerWarning', 'Sample', 'ThreadProfiler', '__version__', 'capture_native_stack', 'is_active', 'is_paused', 'native_unwinding_available', 'native_unwinding_enabled', 'pause', 'profile', 'register_thread', 'resume', 'set_native_unwinding', 'start', 'stats', 'stop', 'unregister_thread']
 class AggregatedProfile(object)
   field interval_ns: int
   field stacks: list[AggregatedStack]
@@ -65,6 +65,13 @@ class FunctionStats(object)
   field self_weight: int
   field total_weight: int
   method __init__(self, function_name: 'str', filename: 'str', lineno: 'int', self_count: 'int', total_count: 'int', self_weight: 'int', total_weight: 'int') -> None
+class NativeFrame(object)
+  field ip: int
+  field symbol: str
+  field filename: str
+  field offset: int
+  field resolved: bool
+  method __init__(self, ip: 'int', symbol: 'str', filename: 'str', offset: 'int', resolved: 'bool') -> None
 class Profile(object)
   method __init__(self, start_time: 'datetime', end_time: 'datetime', interval_ms: 'float', samples: 'Iterable[Sample]', dropped_count: 'int' = 0, python_version: 'str' = '', platform: 'str' = '', *, mode: 'str | None' = None) -> 'None'
   method aggregate(self, *, by_gil: 'bool' = False) -> 'AggregatedProfile'
@@ -142,12 +149,16 @@ class ThreadProfiler(object)
   method __exit__(self, *exc: 'object') -> 'None'
   method __init__(self) -> 'None'
 value __version__: str
+def capture_native_stack() -> 'list[NativeFrame]'
 def is_active() -> 'bool'
 def is_paused() -> 'bool'
+def native_unwinding_available() -> 'bool'
+def native_unwinding_enabled() -> 'bool'
 def pause() -> 'bool'
 def profile(func: 'Callable[..., Any] | None' = None, *, interval_ms: 'float' = 10, output_path: 'str | os.PathLike[str] | None' = None, mode: 'str' = 'cpu') -> 'Any'
 def register_thread() -> 'bool'
 def resume() -> 'bool'
+def set_native_unwinding(enabled: 'bool') -> 'None'
 def start(interval_ms: 'float' = 10, output_path: 'str | os.PathLike[str] | None' = None, memory_limit_mb: 'float' = 100, *, take_over_sigprof: 'bool' = False, backend: 'str' = 'auto', mode: 'str' = 'cpu') -> 'None'
 def stats() -> 'ProfilerStats'
 def stop() -> 'Profile'

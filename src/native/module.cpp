@@ -15,9 +15,11 @@
 #include "code_registry.h"
 #include "compat.h"
 #include "gc_marker.h"
+#include "native_unwind.h"
 #include "sampler.h"
 #include "sigprof_disposition.h"
 #include "session.h"
+#include "symbolizer.h"
 #include "thread_hooks.h"
 
 namespace {
@@ -285,6 +287,59 @@ PyObject* native_line_ranges(PyObject*, PyObject* arg) {
     return out;
 }
 
+// -- native frames (native_unwind.h, symbolizer.h) --
+
+// None when native unwinding can be used, else why not (loads libunwind on
+// the first call).
+PyObject* native_unwinding_unavailable_reason(PyObject*, PyObject*) {
+    const char* reason = spprof::native::load_unwinder();
+    if (reason == nullptr) Py_RETURN_NONE;
+    return PyUnicode_FromString(reason);
+}
+
+// The calling thread's native stack, leaf first, as (ip, symbol, object,
+// offset, resolved) tuples; spprof's own frames (this function) left out.
+PyObject* native_capture_native_stack(PyObject*, PyObject*) {
+    if (const char* reason = spprof::native::load_unwinder()) {
+        PyErr_SetString(PyExc_RuntimeError, reason);
+        return nullptr;
+    }
+    spprof::native::NativeStack stack;
+    spprof::native::unwind_current_thread(stack);
+    return guarded([&]() -> PyObject* {
+        auto symbols = spprof::native::symbolize(stack);
+        static const std::string ours =
+            spprof::native::object_of(reinterpret_cast<uintptr_t>(&native_capture_native_stack));
+        size_t first = 0;
+        while (first < symbols.size() && !ours.empty() && symbols[first].object == ours) ++first;
+        PyObject* out = PyList_New(0);
+        for (size_t i = first; out != nullptr && i < symbols.size(); ++i) {
+            const auto& s = symbols[i];
+            PyObject* name = PyUnicode_DecodeUTF8(s.name.data(), static_cast<Py_ssize_t>(s.name.size()), "replace");
+            PyObject* file = name != nullptr ? PyUnicode_DecodeFSDefault(s.object.c_str()) : nullptr;
+            PyObject* item = file == nullptr ? nullptr
+                                             : Py_BuildValue("(KOOKO)", static_cast<unsigned long long>(s.ip), name,
+                                                             file, static_cast<unsigned long long>(s.offset),
+                                                             s.resolved ? Py_True : Py_False);
+            Py_XDECREF(name);
+            Py_XDECREF(file);
+            if (item == nullptr || PyList_Append(out, item) < 0) Py_CLEAR(out);
+            Py_XDECREF(item);
+        }
+        return out;
+    });
+}
+
+// Test entry point: a symbol name as capture_native_stack shows it.
+PyObject* native_demangle(PyObject*, PyObject* arg) {
+    const char* name = PyUnicode_AsUTF8(arg);
+    if (name == nullptr) return nullptr;
+    return guarded([&] {
+        std::string s = spprof::native::demangle(name);
+        return PyUnicode_FromStringAndSize(s.data(), static_cast<Py_ssize_t>(s.size()));
+    });
+}
+
 PyMethodDef kMethods[] = {
     {"start", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(native_start)),
      METH_VARARGS | METH_KEYWORDS, "Start a session (see spprof.start)."},
@@ -317,6 +372,11 @@ PyMethodDef kMethods[] = {
     {"after_fork_in_parent", native_after_fork_in_parent, METH_NOARGS,
      "os.fork() hook in the parent: restart the service thread."},
     {"gettid", native_gettid, METH_NOARGS, "Kernel thread id of the calling thread."},
+    {"native_unwinding_unavailable_reason", native_unwinding_unavailable_reason, METH_NOARGS,
+     "None when native unwinding is available, else why not."},
+    {"capture_native_stack", native_capture_native_stack, METH_NOARGS,
+     "The calling thread's native stack, leaf first: (ip, symbol, object, offset, resolved)."},
+    {"_demangle", native_demangle, METH_O, "Test entry point: a symbol name demangled."},
     {"_line_ranges", native_line_ranges, METH_O, "Test entry point: decoded line table."},
     {"_leak_for_checkers", native_leak_for_checkers, METH_NOARGS,
      "Memory checkers' self-test: leaks 48 bytes per call (tools/memcheck)."},

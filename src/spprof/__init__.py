@@ -22,6 +22,13 @@ from ._api import (
     unregister_thread,
 )
 from ._errors import ProfilerError, ProfilerWarning
+from ._native_frames import (
+    NativeFrame,
+    capture_native_stack,
+    native_unwinding_available,
+    native_unwinding_enabled,
+    set_native_unwinding,
+)
 from ._profiler import Profiler, profile
 
 # Names whose modules are imported when first used (folded stacks are for
@@ -59,6 +66,7 @@ __all__ = [
     "AggregatedStack",
     "Frame",
     "FunctionStats",
+    "NativeFrame",
     "Profile",
     "Profiler",
     "ProfilerError",
@@ -67,12 +75,16 @@ __all__ = [
     "Sample",
     "ThreadProfiler",
     "__version__",
+    "capture_native_stack",
     "is_active",
     "is_paused",
+    "native_unwinding_available",
+    "native_unwinding_enabled",
     "pause",
     "profile",
     "register_thread",
     "resume",
+    "set_native_unwinding",
     "start",
     "stats",
     "stop",

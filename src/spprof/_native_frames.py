@@ -1,0 +1,105 @@
+"""Native (C/C++) frames: the original spprof's API for them.
+
+What exists: :func:`capture_native_stack`, the calling thread's native call
+stack, symbolized. What does not yet: native frames in sampled profiles
+(mixed-mode sampling, ``docs/design/native-frames.md``), so
+:func:`set_native_unwinding` refuses ``True`` and
+:func:`native_unwinding_enabled` is always False.
+"""
+
+from __future__ import annotations
+
+from . import _state
+from ._errors import ProfilerError
+from ._record import frozen_record
+
+__all__ = [
+    "NativeFrame",
+    "capture_native_stack",
+    "native_unwinding_available",
+    "native_unwinding_enabled",
+    "set_native_unwinding",
+]
+
+_set = object.__setattr__  # frozen record: __init__ sets slots directly
+
+
+@frozen_record
+class NativeFrame:
+    """One native frame of a call stack.
+
+    ``ip`` is the instruction address: for every frame but one a signal
+    interrupted, the return address (just after the call). ``symbol`` is the
+    function's name, C++ and Rust names demangled, or ``"0x<ip>"`` when no
+    symbol covers the address (``resolved`` is then False). ``filename`` is
+    the shared library or program that holds the address (``""`` if none).
+    ``offset`` is ``ip`` minus the function's start when resolved, else
+    ``ip`` minus the object's load address (the address in the file, as
+    ``addr2line -e filename`` takes it).
+    """
+
+    __slots__ = ("ip", "symbol", "filename", "offset", "resolved")
+    ip: int
+    symbol: str
+    filename: str
+    offset: int
+    resolved: bool
+
+    def __init__(self, ip: int, symbol: str, filename: str, offset: int, resolved: bool) -> None:
+        _set(self, "ip", ip)
+        _set(self, "symbol", symbol)
+        _set(self, "filename", filename)
+        _set(self, "offset", offset)
+        _set(self, "resolved", resolved)
+
+
+def _unavailable_reason() -> str | None:
+    reason: str | None = _state.native().native_unwinding_unavailable_reason()
+    return reason
+
+
+def native_unwinding_available() -> bool:
+    """Whether native (C/C++) stacks can be unwound here: spprof was built
+    with libunwind's headers and ``libunwind.so.8`` loads."""
+    return _unavailable_reason() is None
+
+
+def native_unwinding_enabled() -> bool:
+    """Whether sessions record native frames. Always False for now: mixed-mode
+    sampling is not built yet (:func:`capture_native_stack` works)."""
+    return False
+
+
+def set_native_unwinding(enabled: bool) -> None:
+    """Ask for native frames in the samples of the next sessions.
+
+    ``False`` is accepted (nothing records native frames). ``True`` raises
+    :class:`ProfilerError` (a ``RuntimeError``): when native unwinding is
+    unavailable, saying why; else because mixed-mode sampling is not built
+    yet, rather than promise frames no profile would hold.
+    """
+    if not enabled:
+        return
+    reason = _unavailable_reason()
+    if reason is not None:
+        raise ProfilerError(f"native unwinding is not available: {reason}")
+    raise ProfilerError(
+        "mixed-mode sampling (native frames in profiles) is not built yet; "
+        "spprof.capture_native_stack() captures the calling thread's native stack"
+    )
+
+
+def capture_native_stack() -> list[NativeFrame]:
+    """The calling thread's native call stack, leaf first: the first frame is
+    the C function that called into spprof (the interpreter's call of this
+    function), the last the thread's entry (``_start`` or
+    ``start_thread``). spprof's own frames are left out; at most 128 frames.
+
+    Raises :class:`ProfilerError` (a ``RuntimeError``) naming what is missing
+    when native unwinding is unavailable.
+    """
+    native = _state.native()
+    reason = native.native_unwinding_unavailable_reason()
+    if reason is not None:
+        raise ProfilerError(f"native unwinding is not available: {reason}")
+    return [NativeFrame(*frame) for frame in native.capture_native_stack()]
