@@ -10,7 +10,7 @@ PIP := $(VENV)/bin/pip
 OUT := build/demo
 NATIVE_SOURCES := $(wildcard src/native/*.cpp src/native/*.h) CMakeLists.txt pyproject.toml
 
-.PHONY: all venv build run test test-fast bench memcheck clean system-deps
+.PHONY: all venv build build-deps run test test-fast bench memcheck clean system-deps
 
 all: build
 
@@ -23,24 +23,36 @@ $(VENV)/.stamp: pyproject.toml Makefile
 venv: $(VENV)/.stamp
 
 # Editable install: Python files are used from src/, the extension is built
-# into the venv. Rebuilt whenever a native source changes.
-$(VENV)/.built: $(VENV)/.stamp $(NATIVE_SOURCES)
+# into the venv. Rebuilt whenever a native source changes, or when
+# libunwind's headers came (native frames are built only with them).
+$(VENV)/.built: $(VENV)/.stamp $(NATIVE_SOURCES) build/.libunwind-headers
 	$(PIP) install -q --no-build-isolation -e .
 	touch $@
 
-build: $(VENV)/.built
+build: build-deps $(VENV)/.built
+
+# libunwind's headers (Debian's libunwind-dev), which the build looks for:
+# installed when missing and apt-get can (as root); the stamp is touched
+# when they appear, so the extension is rebuilt with native support.
+build-deps:
+	@mkdir -p build
+	@if ! dpkg -s libunwind-dev >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian packages: libunwind-dev"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libunwind-dev >/dev/null; \
+	fi
+	@have=no; dpkg -s libunwind-dev >/dev/null 2>&1 && have=yes; \
+	[ "$$(cat build/.libunwind-headers 2>/dev/null)" = "$$have" ] || echo "$$have" > build/.libunwind-headers
+
+build/.libunwind-headers: build-deps
 
 # Debian packages used by tests: Go (reads pprof files), Chromium and its
-# driver (renders the HTML report), valgrind (leak checks); and libunwind's
-# headers for native frames (without them spprof builds without native
-# unwinding: run make build again after installing).
+# driver (renders the HTML report), valgrind (leak checks).
 system-deps:
 	@missing=""; \
 	command -v go >/dev/null 2>&1 || [ -x /usr/lib/go/bin/go ] || missing="$$missing golang-go"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	command -v valgrind >/dev/null 2>&1 || missing="$$missing valgrind"; \
-	dpkg -s libunwind-dev >/dev/null 2>&1 || missing="$$missing libunwind-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
