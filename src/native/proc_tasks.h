@@ -23,3 +23,33 @@ bool standard_descriptors_open();
 bool list_process_threads(std::vector<pid_t>* out);
 
 }  // namespace spprof
+
+namespace spprof {
+
+// A /proc file opened out of the program's way. open() refuses while one
+// of 0-2 is closed, and moves the descriptor from the number open() gave
+// (the lowest free one, which the program may expect to get next) to a
+// high one at once (from min(RLIMIT_NOFILE / 2, 1024) up, as the
+// perf_event descriptors). The descriptor is used and closed only while it
+// still is that file (device and inode of the path, checked with fstat): a
+// program that closed it and reused the number (a daemonizer's closerange,
+// then its own pipes) keeps its file untouched.
+class ProcFile {
+public:
+    ProcFile() = default;
+    ProcFile(const ProcFile&) = delete;
+    ProcFile& operator=(const ProcFile&) = delete;
+    ~ProcFile() { close(); }
+
+    bool open(const char* path, int flags);
+    // The descriptor, or -1 when it no longer is the file opened.
+    int fd() const;
+    void close();
+
+private:
+    int fd_ = -1;
+    dev_t dev_ = 0;
+    ino_t ino_ = 0;
+};
+
+}  // namespace spprof

@@ -9,6 +9,7 @@
 #include <new>
 
 #include "os_clock.h"
+#include "proc_tasks.h"
 
 namespace spprof {
 
@@ -24,14 +25,15 @@ constexpr int64_t kRefreshNs = 500'000'000;
 std::string kernel_thread_name(pid_t tid) {
     char path[64];
     std::snprintf(path, sizeof path, "/proc/self/task/%d/comm", static_cast<int>(tid));
-    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return {};
+    ProcFile file;  // out of the program's way (proc_tasks.h)
+    if (!file.open(path, O_RDONLY)) return {};
     char buf[64];
-    ssize_t n;
-    do {
+    ssize_t n = -1;
+    int fd;
+    while ((fd = file.fd()) >= 0) {
         n = ::read(fd, buf, sizeof buf);
-    } while (n < 0 && errno == EINTR);
-    ::close(fd);
+        if (n >= 0 || errno != EINTR) break;
+    }
     if (n <= 0) return {};
     std::string name(buf, static_cast<size_t>(n));
     while (!name.empty() && (name.back() == '\n' || name.back() == '\0')) name.pop_back();
