@@ -575,3 +575,34 @@ runpy.run_module("spprof", run_name="__main__")
     assert summary[-1].endswith("timer_create -> <stdout>"), summary
     assert any("perf_event is not available here: perf_event_open refused" in line
                and "sampled with timer_create" in line for line in summary), summary
+
+
+def test_thread_started_while_paused_is_sampled_after_resume():
+    """A thread that gets its timer while the session is paused (a perf_event
+    timer made then had no period: never sampled after resume, and a
+    division by zero when it exited) is sampled at the session's interval
+    once resumed, and ends cleanly."""
+    result = run_scenario(BURN_SRC + """
+import threading, spprof
+spprof.start(interval_ms=1)
+backend = spprof.stats().backend
+spprof.pause()
+go = threading.Event()
+used = {}
+def worker():
+    go.wait()
+    c0 = time.thread_time()
+    burn(0.2)
+    used["ms"] = (time.thread_time() - c0) * 1000
+t = threading.Thread(target=worker, name="born-paused")
+t.start()
+time.sleep(0.2)  # a scan of the paused session meets it too
+spprof.resume()
+go.set()
+t.join()
+prof = spprof.stop()
+emit({"backend": backend, "used": used["ms"],
+      "weight": sum(s.weight for s in prof.samples if s.thread_name == "born-paused")})
+""")
+    print(result)
+    assert abs(result["weight"] - result["used"]) <= 0.05 * result["used"] + 3, result

@@ -341,7 +341,7 @@ void sigprof_handler(int signo, siginfo_t* info, void* ucontext) {
 
 void charge_perf_points_at_exit(int fd) {
     PerfSlot* slot = perf_slot(fd);
-    if (slot == nullptr || g_state.paused.load(std::memory_order_acquire)) return;
+    if (slot == nullptr || slot->interval_ns <= 0 || g_state.paused.load(std::memory_order_acquire)) return;
     sigset_t only, saved;
     sigemptyset(&only);
     sigaddset(&only, SIGPROF);

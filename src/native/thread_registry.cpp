@@ -24,6 +24,7 @@ void ThreadRegistry::begin(uint32_t session, int64_t interval_ns, pid_t ignored_
     perf_open_ = 0;
     perf_budget_ = 0;
     interval_ns_ = interval_ns;
+    session_interval_ns_ = interval_ns;
     // ignored_ is kept: a thread of spprof's from the last session may
     // still be listed for a moment after it was joined.
     if (ignored_tid != 0 && std::find(ignored_.begin(), ignored_.end(), ignored_tid) == ignored_.end()) {
@@ -117,7 +118,9 @@ bool ThreadRegistry::add_locked(pid_t tid, uint64_t uid, PyThreadState* tstate,
     int min_fd = 0;
     if (backend_ == Backend::perf_event) refresh_perf_budget_locked(&min_fd);
     if (backend_ == Backend::perf_event && perf_open_ < perf_budget_) {
-        err = perf_timer_create(tid, session_, interval_ns_, phase, min_fd, from_thread_start,
+        // The session's interval even while paused (interval_ns_ is 0 then):
+        // the event's period is fixed at creation, and resume only enables it.
+        err = perf_timer_create(tid, session_, session_interval_ns_, phase, min_fd, from_thread_start,
                                 &entry.timer.perf);
         if (err == 0) {
             err = interval_ns_ > 0 ? perf_timer_enable(entry.timer.perf, true) : 0;

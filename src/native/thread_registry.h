@@ -142,7 +142,8 @@ private:
     // register again or exit. Value: the thread state's unique id.
     std::unordered_map<pid_t, uint64_t> opted_out_;
     uint32_t session_ = 0;
-    int64_t interval_ns_ = 0;
+    int64_t interval_ns_ = 0;          // now (0 while paused)
+    int64_t session_interval_ns_ = 0;  // the session's (begin())
     std::vector<pid_t> ignored_;  // kept across sessions while the thread is listed
     int own_threads_starting_ = 0;
     // Native threads of this session, by tid (kept after they end: their
