@@ -236,9 +236,11 @@ def main() -> int:
     # spprof's calls back into Python.
     # SIG_IGN as the starting disposition: see stress.py's run() for the
     # valgrind signal-delivery race it defuses.
+    # Valgrind opens a fork child's XML file in the child, at a low
+    # descriptor number: the stress must not count it as left open there.
     cmd += [args.python, str(HERE / "stress.py"), "--cycles", str(args.cycles), "--no-heap-check",
-            "--sigprof-baseline", "ignore", *(["--inject-leak"] if args.inject_leak else []),
-            *args.stress_args]
+            "--sigprof-baseline", "ignore", "--tool-files", f"{args.out.resolve()}/",
+            *(["--inject-leak"] if args.inject_leak else []), *args.stress_args]
     print(f"memcheck: {' '.join(cmd[cmd.index(args.python):])}", flush=True)
     started = time.monotonic()
     try:

@@ -7,7 +7,7 @@ found by the scan and registered explicitly, pause/resume, code objects that
 die while sampled (tombstones), start() failing (a SIGPROF handler already
 there), take-over of a foreign handler, the memory-limit sizes, and a fork
 child. Sessions are in CPU or wall mode (--mode; by default a seeded random
-mix): wall sessions also run the `spprof-wall` reader thread, which reads
+mix, and the fork and take-over scenarios alternate): wall sessions also run the `spprof-wall` reader thread, which reads
 blocked threads' stacks from outside and keeps /proc/self/task/<tid>/syscall
 files open, so their cycles add threads that sleep, wait for a lock or an
 event, or block briefly and exit while they are being read.
@@ -167,10 +167,15 @@ def wait_for_wall_thread(timeout: float = 10.0) -> bool:
         time.sleep(0.001)
 
 
+# Paths of files a tool running this script opens in it (valgrind's XML
+# output for a fork child): not the program's, not spprof's (--tool-files).
+TOOL_FILE_PREFIXES: list[str] = []
+
+
 def open_fds() -> dict[int, str]:
     """Descriptor -> what it points to, for this process's descriptors below
-    its RLIMIT_NOFILE soft limit (valgrind keeps its own above the limit it
-    shows the program, and opens new ones for a fork child). The directory
+    its RLIMIT_NOFILE soft limit (valgrind keeps most of its own above the
+    limit it shows the program), less the tool's files. The directory
     listing's own descriptor is gone by the time it would be read."""
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     fds = {}
@@ -179,9 +184,11 @@ def open_fds() -> dict[int, str]:
         if soft != resource.RLIM_INFINITY and fd >= soft:
             continue
         try:
-            fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
-            pass
+            continue
+        if not target.startswith(tuple(TOOL_FILE_PREFIXES)):
+            fds[fd] = target
     return fds
 
 
@@ -387,11 +394,19 @@ def fork_cycle(burst_s: float, mode: str, variant: int) -> None:
     comes back). Variants: the session paused across the fork; a thread
     blocked (being read) while the fork happens."""
     baseline = open_fds()
-    start_session(mode, interval_ms=1)
     stop_blocker = threading.Event()
+    try:
+        _fork_cycle(burst_s, mode, variant, baseline, stop_blocker)
+    finally:
+        stop_blocker.set()  # on a failure too: the thread must not outlive the script
+
+
+def _fork_cycle(burst_s: float, mode: str, variant: int, baseline: dict[int, str],
+                stop_blocker: threading.Event) -> None:
+    start_session(mode, interval_ms=1)
     blocked = None
     if mode == "wall" and variant % 2 == 0:
-        blocked = threading.Thread(target=stop_blocker.wait, name="fork-blocked")
+        blocked = threading.Thread(target=stop_blocker.wait, name="fork-blocked", daemon=True)
         blocked.start()
     burn(burst_s)
     if mode == "wall":
@@ -593,6 +608,12 @@ def run(args: argparse.Namespace) -> int:
             return "wall" if mode_rng.random() < 0.5 else "cpu"
         return args.mode
 
+    def mode_of_scenario(k: int) -> str:
+        # The rare scenarios alternate, wall first: a short run has both.
+        if args.mode == "mixed":
+            return "wall" if k % 2 == 0 else "cpu"
+        return args.mode
+
     workers = Workers(args.workers, args.seed, args.burst)
     workers.start()
     totals = Totals()
@@ -609,10 +630,11 @@ def run(args: argparse.Namespace) -> int:
             heap_start = tracemalloc.get_traced_memory()[0]
             rss_start = rss_bytes()
         if args.takeover_every and i % args.takeover_every == args.takeover_every - 1:
-            takeover_cycle(args.burst, mode_of_next())
+            takeover_cycle(args.burst, mode_of_scenario(i // args.takeover_every))
         if args.fork_every and i % args.fork_every == args.fork_every // 2:
-            fork_mode = mode_of_next()
-            fork_cycle(args.burst, fork_mode, i // args.fork_every)
+            fork_mode = mode_of_scenario(i // args.fork_every)
+            # Each mode's forks go through the variants in turn.
+            fork_cycle(args.burst, fork_mode, forks[fork_mode])
             forks[fork_mode] += 1
         one_cycle(i, rng, args.burst, totals, mode_of_next())
         if args.inject_leak:
@@ -688,8 +710,9 @@ def main() -> int:
     p.add_argument("--cycles", type=int, default=200, help="start/stop cycles (default 200)")
     p.add_argument("--workers", type=int, default=3, help="long-lived threads (default 3)")
     p.add_argument("--mode", choices=("cpu", "wall", "mixed"), default="mixed",
-                   help="sampling mode of the sessions (default mixed: each session, fork and "
-                        "take-over scenario CPU or wall at random, from --seed)")
+                   help="sampling mode of the sessions (default mixed: each session CPU or "
+                        "wall at random, from --seed; the fork and take-over scenarios "
+                        "alternate, wall first)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--burst", type=float, default=0.004,
                    help="CPU seconds per burst of work (default 0.004; CPU timers "
@@ -707,10 +730,14 @@ def main() -> int:
     p.add_argument("--sigprof-baseline", choices=("default", "ignore"), default="default",
                    help="SIGPROF disposition before the first session (default: SIG_DFL, "
                         "as in most programs; 'ignore' for valgrind, see run())")
+    p.add_argument("--tool-files", action="append", default=[], metavar="PREFIX",
+                   help="descriptors of files under this path are the memory tool's, not "
+                        "the program's or spprof's (valgrind's XML files; repeatable)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--inject-leak", action="store_true",
                    help="call spprof's self-test leak after every cycle (tools/memcheck)")
     args = p.parse_args()
+    TOOL_FILE_PREFIXES.extend(args.tool_files)
     try:
         return run(args)
     except Failure as exc:
