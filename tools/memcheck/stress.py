@@ -392,7 +392,9 @@ def fork_cycle(burst_s: float, mode: str, variant: int) -> None:
     thread and none of spprof's descriptors, can profile on its own, and
     leaves nothing behind; the parent's session is unaffected (its reader
     comes back). Variants: the session paused across the fork; a thread
-    blocked (being read) while the fork happens."""
+    blocked (being read) while the fork happens; the fork made by another
+    thread than the main one (the parent's reader is restarted by the main
+    thread) while the main thread runs."""
     baseline = open_fds()
     stop_blocker = threading.Event()
     try:
@@ -414,29 +416,18 @@ def _fork_cycle(burst_s: float, mode: str, variant: int, baseline: dict[int, str
     paused = variant % 3 == 1 and hasattr(spprof, "pause")
     if paused:
         spprof.pause()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            check(not spprof.is_active(), "fork child inherited an active session")
-            check(sigprof_timers() == [], "fork child sees SIGPROF timers")
-            check(len(os.listdir("/proc/self/task")) == 1, "fork child has more than one thread")
-            check_clean("fork child", baseline)
-            start_session(mode, interval_ms=1)
-            sleeper = threading.Thread(target=time.sleep, args=(burst_s,))
-            sleeper.start()
-            burn(burst_s)
-            if mode == "wall":
-                check(wait_for_wall_thread(), f"no {WALL_THREAD_NAME} thread in the child's session")
-            sleeper.join()
-            spprof.stop()
-            check(sigprof_timers() == [], "fork child left a SIGPROF timer")
-            check_clean("fork child after its own session", baseline)
-        except BaseException as exc:
-            sys.stderr.write(f"stress: fork child failed: {exc!r}\n")
-            code = 1
-        sys.stderr.flush()
-        os._exit(code)
+    if variant % 5 == 3:
+        forked: list[int] = []
+        forker = threading.Thread(target=lambda: forked.append(fork_and_check(burst_s, mode, baseline)),
+                                  name="forker", daemon=True)
+        forker.start()
+        while forker.is_alive():
+            burn(burst_s / 8)
+        forker.join()
+        check(len(forked) == 1, "the forking thread failed")
+        pid = forked[0]
+    else:
+        pid = fork_and_check(burst_s, mode, baseline)
     _, status = os.waitpid(pid, 0)
     check(os.waitstatus_to_exitcode(status) == 0, f"fork child exited with status {status}")
     if paused:
@@ -452,6 +443,35 @@ def _fork_cycle(burst_s: float, mode: str, variant: int, baseline: dict[int, str
     if blocked is not None:
         blocked.join()
     check_clean("after a fork cycle", baseline)
+
+
+def fork_and_check(burst_s: float, mode: str, baseline: dict[int, str]) -> int:
+    """os.fork(): the child's checks, then its exit status; the child's pid
+    in the parent."""
+    pid = os.fork()
+    if pid != 0:
+        return pid
+    code = 0
+    try:
+        check(not spprof.is_active(), "fork child inherited an active session")
+        check(sigprof_timers() == [], "fork child sees SIGPROF timers")
+        check(len(os.listdir("/proc/self/task")) == 1, "fork child has more than one thread")
+        check_clean("fork child", baseline)
+        start_session(mode, interval_ms=1)
+        sleeper = threading.Thread(target=time.sleep, args=(burst_s,))
+        sleeper.start()
+        burn(burst_s)
+        if mode == "wall":
+            check(wait_for_wall_thread(), f"no {WALL_THREAD_NAME} thread in the child's session")
+        sleeper.join()
+        spprof.stop()
+        check(sigprof_timers() == [], "fork child left a SIGPROF timer")
+        check_clean("fork child after its own session", baseline)
+    except BaseException as exc:
+        sys.stderr.write(f"stress: fork child failed: {exc!r}\n")
+        code = 1
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # -- the loop -----------------------------------------------------------------------
