@@ -7,10 +7,11 @@ found by the scan and registered explicitly, pause/resume, code objects that
 die while sampled (tombstones), start() failing (a SIGPROF handler already
 there), take-over of a foreign handler, the memory-limit sizes, and a fork
 child. Sessions are in CPU or wall mode (--mode; by default a seeded random
-mix, and the fork and take-over scenarios alternate): wall sessions also run the `spprof-wall` reader thread, which reads
-blocked threads' stacks from outside and keeps /proc/self/task/<tid>/syscall
-files open, so their cycles add threads that sleep, wait for a lock or an
-event, or block briefly and exit while they are being read.
+mix, and the fork and take-over scenarios alternate): wall sessions also
+run the `spprof-wall` reader thread, which reads blocked threads' stacks
+from outside and keeps /proc/self/task/<tid>/syscall files open, so their
+cycles add threads that sleep, wait for a lock or an event, or block
+briefly and exit while they are being read.
 
 Memory tools (valgrind memcheck, ASan/LSan) watch the process; this script
 itself checks what a tool cannot see: no SIGPROF timer survives, the
@@ -23,7 +24,7 @@ Python heap do not grow with the number of sessions.
     python tools/memcheck/stress.py [--cycles N] [--mode cpu|wall|mixed] [--workers K] [--seed S]
 
 Exit status 0 when every check passed. Fast without a tool (1000 cycles take
-a few seconds); the default of 200 cycles is sized for valgrind.
+about half a minute); the default of 200 cycles is sized for valgrind.
 """
 
 from __future__ import annotations
