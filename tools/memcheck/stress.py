@@ -224,6 +224,24 @@ def wall_fd_floor() -> int:
     return min(soft // 2, 1024)
 
 
+def low_state_files(tries: int = 10, pause_s: float = 0.02) -> dict[int, str]:
+    """The reader's /proc files kept below wall_fd_floor(). The reader
+    opens each one at the lowest free number and moves it up at once, so a
+    low one seen once may be in that move (seen under valgrind, which can
+    keep the reader off a processor between the two): only one still there,
+    the same file at the same number, after `tries` looks `pause_s` apart
+    is kept low."""
+    floor = wall_fd_floor()
+    low = {fd: t for fd, t in spprof_fds().items() if "/syscall" in t and fd < floor}
+    for _ in range(tries):
+        if not low:
+            break
+        time.sleep(pause_s)
+        now = spprof_fds()
+        low = {fd: t for fd, t in low.items() if now.get(fd) == t}
+    return low
+
+
 # -- workload ---------------------------------------------------------------------
 
 
@@ -552,9 +570,8 @@ def one_cycle(i: int, rng: random.Random, burst_s: float, totals: Totals, mode: 
             hold_lock = False
         event.set()
         check(wait_for_wall_thread(), f"no {WALL_THREAD_NAME} thread in a wall session")
-        floor = wall_fd_floor()
-        low = {fd: t for fd, t in spprof_fds().items() if "/syscall" in t and fd < floor}
-        check(not low, f"the reader keeps /proc files below descriptor {floor}: {low}")
+        low = low_state_files()
+        check(not low, f"the reader keeps /proc files below descriptor {wall_fd_floor()}: {low}")
 
     # Half of the time the short-lived threads are still running (and may
     # be registering) while stop() runs.
