@@ -11,10 +11,10 @@
 - The stress without any tool, with its own checks (no timer left, SIGPROF
   disposition restored, no wall reader thread or descriptor of spprof's
   left, also in fork children, no Python heap growth per session).
-Every stress run mixes CPU and wall mode sessions (its default --mode
-mixed); the fork and take-over scenarios alternate, wall first.
 - How the valgrind and sanitizer drivers attribute reports to spprof,
   on hand-made reports (valgrind itself runs in `make memcheck`).
+Every stress run mixes CPU and wall mode sessions (its default --mode
+mixed); the fork and take-over scenarios alternate, wall first.
 """
 
 from __future__ import annotations

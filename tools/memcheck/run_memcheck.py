@@ -11,8 +11,8 @@ Fails (exit 1) on
 Ignored, but counted in the summary: CPython's own leaks, and uninitialised
 value reports without an spprof frame above the first frame of CPython's
 eval loop (CPython 3.11's long objects read one uninitialised digit for
-zero, see python.supp; Python code runs under spprof's thread bootstrap). Exit 2 when the check could
-not run (no valgrind, no XML).
+zero, see python.supp; Python code runs under spprof's thread bootstrap).
+Exit 2 when the check could not run (no valgrind, no XML).
 
     python tools/memcheck/run_memcheck.py [--cycles N] [--out DIR] [-- stress args]
 
