@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import faulthandler
 import gc
 import os
 import random
@@ -776,6 +777,10 @@ def main() -> int:
                    help="call spprof's self-test leak after every cycle (tools/memcheck)")
     args = p.parse_args()
     TOOL_FILE_PREFIXES.extend(args.tool_files)
+    # A crash (SIGSEGV, SIGFPE, ...) says where the threads were instead of
+    # ending the run without a word. (ASan keeps SIGSEGV for its report:
+    # run_asan.py sets allow_user_segv_handler=0.)
+    faulthandler.enable(all_threads=True)
     try:
         return run(args)
     except Failure as exc:
