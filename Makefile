@@ -84,10 +84,10 @@ bench: build
 	$(PY) bench/bench_deep_stacks.py
 
 # Leak and memory-error check of the native code: the start/stop stress
-# (1000 sessions while threads come and go) under valgrind memcheck, then
-# under an ASan+UBSan build with LeakSanitizer. Each checker first shows,
-# with spprof's self-test leak (48 bytes per stop()), that it reports such a
-# leak.
+# (1000 sessions, CPU and wall mode mixed, while threads come and go, block
+# and fork) under valgrind memcheck, then under an ASan+UBSan build with
+# LeakSanitizer. Each checker first shows, with spprof's self-test leak (48
+# bytes per stop()), that it reports such a leak.
 memcheck: system-deps build
 	$(PY) tools/memcheck/run_memcheck.py --inject-leak --cycles 20
 	$(PY) tools/memcheck/run_memcheck.py --cycles 1000

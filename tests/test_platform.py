@@ -55,38 +55,81 @@ emit({"overruns": prof.stats.timer_overruns, "weight_ms": w * prof.interval_ms, 
 
 
 def test_start_stop_stress():
-    """1000 start/stop cycles while threads come and go: no crash or hang, no
-    timer left, the program's SIGPROF disposition restored, memory flat."""
+    """1000 start/stop cycles, CPU and wall mode in turn, while threads come
+    and go and one keeps blocking (read by the wall reader): no crash or
+    hang, no timer left, the program's SIGPROF disposition restored, no
+    wall reader thread and no descriptor of spprof's left (the descriptors
+    are those of before), memory flat."""
     result = run_scenario(
         PROC_TIMERS_SRC
         + """
-import signal, threading, time, resource, spprof
+import os, signal, threading, time, resource, spprof
 def user_handler(signum, frame):
     pass
+def open_fds():
+    fds = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    return fds
+def wall_threads():
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            names.append(open(f"/proc/self/task/{tid}/comm").read().strip())
+        except OSError:
+            pass
+    return names.count("spprof-wall")
 signal.signal(signal.SIGPROF, signal.SIG_IGN)
+fds_before = open_fds()
 stop_flag = threading.Event()
 def churn():
     while not stop_flag.is_set():
         ts = [threading.Thread(target=lambda: sum(range(3000))) for _ in range(4)]
         for t in ts: t.start()
         for t in ts: t.join()
-churner = threading.Thread(target=churn); churner.start()
+def blocker():
+    while not stop_flag.is_set():
+        time.sleep(0.001)
+helpers = [threading.Thread(target=churn), threading.Thread(target=blocker)]
+for t in helpers: t.start()
 rss = []
+wall_seen = 0
+off_cpu = 0
 for i in range(1000):
-    spprof.start(interval_ms=1)
+    spprof.start(interval_ms=1, mode="wall" if i % 2 else "cpu")
     sum(range(2000))
-    spprof.stop()
+    if i % 100 == 1:
+        # The reader names itself once it runs: wait for it, and for a
+        # read of the blocked thread.
+        deadline = time.monotonic() + 10
+        while not wall_threads() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.005)
+        wall_seen += wall_threads()
+    prof = spprof.stop()
+    off_cpu += prof.stats.raw["off_cpu_samples"]
     if i in (99, 999):
         rss.append(int(open("/proc/self/statm").read().split()[1]) * 4096)
-stop_flag.set(); churner.join()
+stop_flag.set()
+for t in helpers: t.join()
+fds_after = open_fds()
 emit({"timers": len(sigprof_timers()), "disposition": str(signal.getsignal(signal.SIGPROF)),
-      "rss_growth_mb": (rss[1] - rss[0]) / 2**20})
+      "rss_growth_mb": (rss[1] - rss[0]) / 2**20, "wall_seen": wall_seen, "off_cpu": off_cpu,
+      "wall_threads_left": wall_threads(),
+      "fds_opened": {fd: t for fd, t in fds_after.items() if fds_before.get(fd) != t},
+      "fds_closed": {fd: t for fd, t in fds_before.items() if fds_after.get(fd) != t}})
 """,
         timeout=600,
     )
     assert result["timers"] == 0, result
     assert result["disposition"] == str(signal.SIG_IGN), result
     assert result["rss_growth_mb"] < 8, result
+    assert result["wall_seen"] == 10 and result["off_cpu"] > 0, result  # wall mode ran
+    assert result["wall_threads_left"] == 0, result
+    assert result["fds_opened"] == {} and result["fds_closed"] == {}, result
 
 
 def test_shutdown_timing():

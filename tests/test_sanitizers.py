@@ -9,15 +9,19 @@
   bytes after every stop()), to show it reports that leak as spprof's (a
   checker that cannot fail proves nothing).
 - The stress without any tool, with its own checks (no timer left, SIGPROF
-  disposition restored, no Python heap growth per session).
+  disposition restored, no wall reader thread or descriptor of spprof's
+  left, also in fork children, no Python heap growth per session).
 - How the valgrind and sanitizer drivers attribute reports to spprof,
   on hand-made reports (valgrind itself runs in `make memcheck`).
+Every stress run mixes CPU and wall mode sessions (its default --mode
+mixed); the fork and take-over scenarios alternate, wall first.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,6 +54,16 @@ def _report(proc: subprocess.CompletedProcess) -> str:
     return f"exit status {proc.returncode}\n{proc.stdout[-6000:]}\n{proc.stderr[-12000:]}"
 
 
+def _wall_was_covered(proc: subprocess.CompletedProcess, wall_forks: int) -> None:
+    """The stress's summary line: wall sessions ran, read stacks off CPU,
+    and forked."""
+    m = re.search(r"stress: OK: \d+ sessions.*?\((\d+) in wall mode; forks: \d+ cpu, (\d+) wall\)"
+                  r".*?wall reader: (\d+) off-CPU samples", proc.stdout)
+    assert m, _report(proc)
+    sessions, forks, off_cpu = (int(g) for g in m.groups())
+    assert sessions > 0 and off_cpu > 0 and forks == wall_forks, _report(proc)
+
+
 @pytest.mark.timeout(600)
 def test_asan_and_ubsan_find_nothing_in_spprof():
     _need_libasan()
@@ -58,6 +72,7 @@ def test_asan_and_ubsan_find_nothing_in_spprof():
     if proc.returncode != 0:
         pytest.fail(f"the sanitizer pass failed:\n{_report(proc)}", pytrace=False)
     assert "asan: PASSED" in proc.stdout, _report(proc)
+    _wall_was_covered(proc, wall_forks=1)  # 200 cycles: forks at 50 (wall) and 150 (cpu)
 
 
 def _need(present: bool, msg: str) -> None:
@@ -92,6 +107,7 @@ def test_valgrind_finds_nothing_in_spprof():
     assert "memcheck: PASSED" in proc.stdout, _report(proc)
     assert "definitely lost: 0 bytes in 0 blocks" in proc.stdout, _report(proc)
     assert "stress: OK: 100 sessions" in proc.stdout, _report(proc)
+    _wall_was_covered(proc, wall_forks=1)
 
 
 # 20 sessions, one 48-byte block leaked per stop(); the last one is still
@@ -114,9 +130,12 @@ def test_asan_reports_an_injected_leak():
 
 @pytest.mark.timeout(300)
 def test_start_stop_stress_without_tools():
-    proc = _run_tool("stress.py", "--cycles", "300", "--quiet")
+    # A fork every 50 sessions: three in wall mode, through its variants
+    # (a thread blocked across the fork, the session paused across it).
+    proc = _run_tool("stress.py", "--cycles", "300", "--fork-every", "50", "--quiet")
     if proc.returncode != 0 or "stress: OK" not in proc.stdout:
         pytest.fail(f"stress failed:\n{_report(proc)}", pytrace=False)
+    _wall_was_covered(proc, wall_forks=3)
 
 
 # -- report attribution ----------------------------------------------------------
@@ -153,14 +172,26 @@ def test_valgrind_report_attribution(tmp_path):
                   _frame("spprof::Resolver::clear()", "/x/other.so", "/src/spprof/src/native",
                          "resolver.cpp")])
     stray_write = _error(5, "InvalidWrite", [_frame("memcpy", LIBPY)])
+    # CPython 3.11's zero digit used by Python code of a thread started by
+    # spprof's bootstrap: the interpreter's. An uninitialised value spprof
+    # hands to the C API: ours.
+    eval_uninit = _error(6, "UninitValue", [_frame("Py_INCREF", LIBPY),
+                                            _frame("_PyEval_EvalFrameDefault", LIBPY),
+                                            _frame("PyObject_Call", LIBPY), _frame("0x1", NATIVE),
+                                            _frame("thread_run", LIBPY)])
+    our_uninit = _error(7, "UninitCondition", [_frame("PyLong_FromLong", LIBPY),
+                                               _frame("spprof::stats_dict()", NATIVE),
+                                               _frame("_PyEval_EvalFrameDefault", LIBPY)])
     xml = tmp_path / "vg.100.xml"
     xml.write_text(f"<?xml version='1.0'?><valgrindoutput><pid>100</pid><ppid>1</ppid>"
-                   f"{ours_leak}{cpython_leak}{cpython_uninit}{uaf}{stray_write}"
+                   f"{ours_leak}{cpython_leak}{cpython_uninit}{uaf}{stray_write}{eval_uninit}"
+                   f"{our_uninit}"
                    f"<errorcounts><pair><count>3</count><unique>0x3</unique></pair></errorcounts>"
                    f"<suppcounts></suppcounts></valgrindoutput>")
     lines, failures = mc.summarize([mc.load(xml)])
-    assert len(failures) == 3, failures
+    assert len(failures) == 4, failures
     assert any("spprof::Session::stop" in f for f in failures)
+    assert any("spprof::stats_dict" in f for f in failures)
     assert any("Resolver::clear" in f for f in failures)
     assert any("not CPython's known noise" in f for f in failures)
     assert any("definitely lost: 64 bytes in 2 blocks" in ln for ln in lines), lines
