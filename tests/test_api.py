@@ -53,7 +53,8 @@ for backend in ("perf_event", "timer_create"):
     prof = spprof.stop()
     mine = [s for s in prof.samples if s.leaf and s.leaf.function_name == "burn"]
     out[backend] = {"cpu_ms": cpu_ms, "samples": len(mine), "weight": sum(s.weight for s in mine),
-                    "overruns": prof.stats.timer_overruns, "ran": prof.stats.backend}
+                    "overruns": prof.stats.timer_overruns, "ran": prof.stats.backend,
+                    "undelivered": prof.stats.raw["undelivered_weight"]}
 emit(out)
 """
 
@@ -63,7 +64,10 @@ def test_one_millisecond_on_each_backend():
     millisecond of it (within 5%), nearly none folded into overruns; on timer_create
     the kernel checks the timer once per scheduler tick (4 ms here), so
     about a quarter as many samples whose weights (1 + overruns) still sum
-    to its CPU within 5%."""
+    to its CPU within 5%. Under load Linux (6.18 measured) checks a CPU-time
+    timer late, by up to 240 ms of the thread's CPU: what the thread used
+    after its last signal is counted at stop as undelivered_weight, never
+    lost without a word."""
     r = run_scenario(BACKENDS_AT_1MS_SRC)
     print(r)
     perf, posix = r["perf_event"], r["timer_create"]
@@ -75,7 +79,8 @@ def test_one_millisecond_on_each_backend():
     # more than an interval late (the handler slowed by a sanitizer, a
     # loaded machine) is folded into the next sample's weight.
     assert perf["overruns"] <= 0.04 * perf["samples"], perf
-    assert abs(posix["weight"] - posix["cpu_ms"]) <= 0.05 * posix["cpu_ms"], posix
+    assert abs(posix["weight"] + posix["undelivered"] - posix["cpu_ms"]) <= 0.05 * posix["cpu_ms"], posix
+    assert perf["undelivered"] <= 2, perf
     # One sample per tick (HZ 100 to 1000): at most half of the expirations
     # become samples when the tick is 2 ms or more.
     assert posix["samples"] <= 0.55 * posix["weight"] and posix["overruns"] > 0, posix

@@ -721,3 +721,22 @@ def test_unwritable_output_falls_back_to_temp_file(
     finally:
         fallback.unlink(missing_ok=True)
     assert (tmp_path / "out.collapsed").is_dir()
+
+
+def test_cpu_after_the_last_signals_is_named_in_the_coverage_lines() -> None:
+    """On a busy machine Linux checks CPU-time timers late: what the threads
+    used after their last signal (stats undelivered_weight) is named, not
+    silently missing; one interval on its way at stop is not worth a line."""
+    from types import SimpleNamespace
+
+    from spprof._coverage import coverage_lines
+
+    def lines(undelivered: int) -> list[str]:
+        raw = {"undelivered_weight": undelivered, "interval_ns": 1_000_000}
+        profile = SimpleNamespace(process_cpu_ms=500.0, total_cpu_ms=455.0, children_cpu_ms=0.0,
+                                  threads_without_samples=[], stats=SimpleNamespace(raw=raw))
+        return coverage_lines(profile)
+
+    assert lines(45)[1] == ("45.0 ms of CPU used after the threads' last samples is not in the profile "
+                            "(their timer signals had not come when they ended or the session stopped)")
+    assert len(lines(2)) == 1

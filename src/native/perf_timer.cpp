@@ -121,15 +121,6 @@ int perf_timer_create(pid_t tid, uint32_t session, int64_t interval_ns, int64_t 
     return 0;
 }
 
-namespace {
-// The CPU time of thread `tid` of this process (-1 if it is gone).
-int64_t thread_cpu_ns(pid_t tid) {
-    timespec ts;
-    if (clock_gettime(thread_cpu_clock(tid), &ts) != 0) return -1;
-    return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-}  // namespace
-
 int perf_timer_enable(const PerfTimer& t, bool on) {
     if (t.fd < 0) return EINVAL;
     if (!perf_timer_still_ours(t)) return EBADF;

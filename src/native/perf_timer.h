@@ -70,6 +70,15 @@ struct PerfSlot {
     // untouched pages cost nothing, not 3.6 MB of the module's file.)
 };
 
+// ASYNC-SIGNAL-SAFE. How many points of `slot`'s grid a thread at `cpu`
+// (its CPU time minus cpu_base_ns) has passed.
+inline uint64_t grid_points_due(const PerfSlot* slot, int64_t cpu) {
+    const int64_t reach = cpu + slot->interval_ns / 64;  // timer vs clock jitter
+    return reach < slot->phase_ns
+               ? 0
+               : static_cast<uint64_t>((reach - slot->phase_ns) / slot->interval_ns) + 1;
+}
+
 inline constexpr int kMaxPerfFd = 65536;
 
 // ASYNC-SIGNAL-SAFE. The slot of descriptor `fd`, or nullptr out of range.

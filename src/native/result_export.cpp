@@ -148,6 +148,7 @@ Stats collect_stats(Session& session) {
     s.memory_dropped_weight = x.aggregator_.dropped_weight();
     s.timer_overruns = c.overruns.load();
     s.overruns_at_delete = rc.overruns_at_delete;
+    s.undelivered_weight = rc.undelivered_weight;
     s.sigprof_blocked_threads = x.run_.health.blocked_threads();
     s.no_thread_state = c.no_thread_state.load();
     s.walk_errors = c.walk_errors.load();

@@ -302,6 +302,9 @@ PyObject* Session::stop() {
     // handler running; only then put the previous disposition back.
     st.active.store(false, std::memory_order_seq_cst);
     active_ = false;  // from here on nothing may register threads again
+    // No handler charges a grid any more when the registry reads what each
+    // timer still owes (undelivered_weight) and deletes it.
+    wait_for_handlers_to_finish();
     registry_.end();
     restore_signal_handler();
     wait_for_handlers_to_finish();

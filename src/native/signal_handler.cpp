@@ -16,6 +16,7 @@
 #include "frame_walker.h"
 #include "perf_timer.h"
 #include "sample_buffer.h"
+#include "sampler.h"
 #include "wakeup.h"
 
 namespace spprof {
@@ -123,13 +124,7 @@ int64_t perf_grid_cpu(const PerfSlot* slot) {
            slot->cpu_base_ns.load(std::memory_order_acquire);
 }
 
-// ASYNC-SIGNAL-SAFE. How many points of the grid `cpu` has passed.
-uint64_t perf_points_due(const PerfSlot* slot, int64_t cpu) {
-    const int64_t reach = cpu + slot->interval_ns / 64;  // timer vs clock jitter
-    return reach < slot->phase_ns
-               ? 0
-               : static_cast<uint64_t>((reach - slot->phase_ns) / slot->interval_ns) + 1;
-}
+uint64_t perf_points_due(const PerfSlot* slot, int64_t cpu) { return grid_points_due(slot, cpu); }
 
 uint32_t perf_weight(PerfSlot* slot, int64_t* next_in_ns) {
     *next_in_ns = 0;
@@ -165,13 +160,48 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
             st.counters.stale_signals.fetch_add(1, std::memory_order_relaxed);
             return;
         }
-        tid = static_cast<int32_t>(value & 0xffffffffu);
-        overrun = info->si_overrun > 0 ? static_cast<uint32_t>(info->si_overrun) : 0;
-        weight = 1 + overrun;
+        tid = static_cast<int32_t>(syscall(SYS_gettid));  // the timer signals its own thread
+        PerfSlot* grid = timer_grid(static_cast<uint32_t>(value & 0xffffffffu));
+        if (grid == nullptr) {
+            // More timers than grids (sampler.h): the kernel's count.
+            overrun = info->si_overrun > 0 ? static_cast<uint32_t>(info->si_overrun) : 0;
+            weight = 1 + overrun;
+        } else {
+            if (grid->session.load(std::memory_order_acquire) != (session ? session : 1) || grid->tid != tid) {
+                // The timer was deleted since it queued this (its grid may
+                // be another thread's now).
+                st.counters.stale_signals.fetch_add(1, std::memory_order_relaxed);
+                return;
+            }
+            if (st.paused.load(std::memory_order_acquire)) {
+                // Queued before the pause disarmed it; its grid is laid
+                // anew at resume.
+                st.counters.signals.fetch_add(1, std::memory_order_relaxed);
+                st.counters.paused_signals.fetch_add(1, std::memory_order_relaxed);
+                return;
+            }
+            std::atomic_thread_fence(std::memory_order_acquire);
+            const int64_t cpu = grid->interval_ns > 0 ? perf_grid_cpu(grid) : -1;
+            if (cpu < 0) {
+                weight = 1 + (info->si_overrun > 0 ? static_cast<uint32_t>(info->si_overrun) : 0);
+            } else {
+                const uint64_t due = perf_points_due(grid, cpu);
+                if (due <= grid->delivered) {
+                    // Before its next point: queued before the grid was
+                    // laid anew (a pause, an exec that failed).
+                    st.counters.early_signals.fetch_add(1, std::memory_order_relaxed);
+                    return;
+                }
+                const uint64_t passed = due - grid->delivered;
+                grid->delivered = due;
+                weight = passed > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(passed);
+            }
+            overrun = weight - 1;
+        }
     } else if (info->si_code == POLL_IN || info->si_code == POLL_HUP) {
         PerfSlot* slot = perf_slot(info->si_fd);
         uint32_t owner = slot ? slot->session.load(std::memory_order_acquire) : 0;
-        if (owner == 0 || owner != session ||
+        if (owner == 0 || owner != (session ? session : 1) ||
             slot->tid != static_cast<int32_t>(syscall(SYS_gettid))) {
             // An event of ours closed or recycled since it queued this.
             st.counters.stale_signals.fetch_add(1, std::memory_order_relaxed);

@@ -12,8 +12,8 @@
 //     charged to the Python function that called that code.
 //
 // The handler never touches the thread registry: everything it needs about
-// the timer arrives in siginfo (the kernel thread id and the session are
-// encoded in si_value, overruns in si_overrun).
+// the timer arrives in siginfo (the session and the timer's grid in
+// si_value, a perf event's descriptor in si_fd) or is its own (gettid).
 #pragma once
 
 #include <signal.h>
@@ -28,14 +28,14 @@ namespace spprof {
 
 class SampleBuffer;
 
-// si_value layout of our POSIX timers: magic (16 bits) | session (16) | tid
-// (32). Signals of perf_event timers carry the event's descriptor instead
-// (si_fd), whose slot holds the same (perf_timer.h).
+// si_value layout of our POSIX timers: magic (16 bits) | session (16) |
+// the reference of the timer's grid (32; sampler.h, 0: none). Signals of
+// perf_event timers carry the event's descriptor instead (si_fd), whose
+// slot holds the same (perf_timer.h).
 inline constexpr uint64_t kTimerMagic = 0x5350;  // "SP"
 
-inline void* encode_timer_value(uint32_t session, pid_t tid) {
-    uint64_t v = (kTimerMagic << 48) | (uint64_t{session & 0xffffu} << 32) |
-                 static_cast<uint32_t>(tid);
+inline void* encode_timer_value(uint32_t session, uint32_t grid) {
+    uint64_t v = (kTimerMagic << 48) | (uint64_t{session & 0xffffu} << 32) | grid;
     return reinterpret_cast<void*>(v);
 }
 

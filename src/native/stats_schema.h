@@ -27,6 +27,7 @@
     X(memory_dropped_weight, uint64_t)                                            \
     X(timer_overruns, uint64_t)                                                   \
     X(overruns_at_delete, uint64_t)                                               \
+    X(undelivered_weight, uint64_t) /* intervals used, signal not come, at stop */ \
     X(sigprof_blocked_threads, uint64_t)                                          \
     X(no_thread_state, uint64_t)                                                  \
     X(walk_errors, uint64_t)                                                      \

@@ -130,7 +130,7 @@ bool ThreadRegistry::add_locked(pid_t tid, uint64_t uid, PyThreadState* tstate,
         if (err != 0) ++counters_.perf_fallbacks;
     }
     if (err != 0) {
-        err = create_thread_timer(tid, session_, &entry.timer);
+        err = create_thread_timer(tid, session_, from_thread_start, &entry.timer);
         if (err == 0) err = arm_thread_timer(entry.timer, interval_ns_, phase);
     }
     if (err != 0) {
@@ -162,6 +162,7 @@ bool ThreadRegistry::add_locked(pid_t tid, uint64_t uid, PyThreadState* tstate,
 
 void ThreadRegistry::remove_locked(std::unordered_map<pid_t, Entry>::iterator it) {
     if (it->second.timer.is_perf() && perf_open_ > 0) --perf_open_;
+    counters_.undelivered_weight += thread_timer_points_owed(it->second.timer);
     counters_.overruns_at_delete += static_cast<uint64_t>(delete_thread_timer(&it->second.timer));
     ++counters_.timers_deleted;
     threads_.erase(it);
@@ -344,6 +345,9 @@ void ThreadRegistry::thread_exiting(pid_t tid, uint64_t tstate_uid) {
     if (timer.is_perf() && tid == current_tid() && perf_timer_still_ours(timer.perf)) {
         charge_perf_points_at_exit(timer.perf.fd);
     }
+    // A POSIX timer's signal comes on a tick, often milliseconds after its
+    // point: the stack now is not where that CPU went. Its points passed
+    // are counted as undelivered (remove_locked), not charged here.
     remove_locked(it);
 }
 
@@ -362,6 +366,13 @@ void ThreadRegistry::set_interval(int64_t interval_ns) {
     interval_ns_ = interval_ns;  // threads registered from now on start so too
     new_arming_locked();
     for (auto& [tid, entry] : threads_) {
+        // A POSIX timer's grid is laid anew when it is armed again: what its
+        // thread used since its last signal is not charged (called with no
+        // handler running: the session is paused, or its timers about to be
+        // disarmed for an exec). A perf_event grid is kept across a pause.
+        if (interval_ns == 0 && !entry.timer.is_perf()) {
+            counters_.undelivered_weight += thread_timer_points_owed(entry.timer);
+        }
         arm_thread_timer(entry.timer, interval_ns, random_phase_locked());
     }
 }
@@ -382,6 +393,7 @@ void ThreadRegistry::forget_after_fork() {
     // (POSIX timers were not inherited, there is nothing to delete).
     for (auto& [tid, entry] : threads_) perf_timer_close_in_child(&entry.timer.perf);
     perf_open_ = 0;
+    timer_grids_after_fork();
     arming_.store(0, std::memory_order_release);
     threads_.clear();
     opted_out_.clear();

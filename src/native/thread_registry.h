@@ -31,6 +31,7 @@ struct RegistryCounters {
     uint64_t timers_deleted = 0;
     uint64_t create_failures = 0;
     uint64_t overruns_at_delete = 0;
+    uint64_t undelivered_weight = 0;   // grid points passed, signal not come, at deletion
     uint64_t native_threads = 0;       // native threads that got a timer (not spprof's)
     int last_create_errno = 0;
     pid_t last_failed_tid = 0;

@@ -126,6 +126,15 @@ def coverage_lines(profile: Any) -> list[str]:
             f"child processes that ended during the session used {duration_text(profile.children_cpu_ms)} "
             "more (not profiled)"
         )
+    raw = getattr(profile.stats, "raw", None) or {}
+    interval_ms = raw.get("interval_ns", 0) / 1e6
+    late_ms = raw.get("undelivered_weight", 0) * interval_ms
+    # A signal on its way at stop is normal; more than a few is worth a line.
+    if late_ms > 0 and late_ms >= max(3 * interval_ms, 0.02 * process_ms):
+        # The kernel checks a CPU-time timer late on a busy machine (by
+        # hundreds of ms measured): what a thread used after its last signal.
+        out.append(f"{duration_text(late_ms)} of CPU used after the threads' last samples is not in the profile "
+                   "(their timer signals had not come when they ended or the session stopped)")
     if share >= EXPLAIN_BELOW:
         return out
     # One line per part: a report cuts lines to its width.

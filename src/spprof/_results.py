@@ -43,6 +43,7 @@ STATS_KEYS: dict[str, tuple[type, str]] = {
     "memory_dropped_weight": (int, SUM),
     "timer_overruns": (int, SUM),
     "overruns_at_delete": (int, SUM),
+    "undelivered_weight": (int, SUM),
     "sigprof_blocked_threads": (int, SUM),
     "no_thread_state": (int, SUM),
     "walk_errors": (int, SUM),
