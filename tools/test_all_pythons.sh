@@ -106,10 +106,8 @@ echo "test: Python $default_version (all suites): log in build/test-default.log"
 rm -f build/test-default.log
 tail -n +1 -F build/test-default.log 2>/dev/null &
 follow=$!
-# Two workers, a test file each at a time (a file's module fixtures are
-# built once): the same load as the other versions' suites side by side.
 run_suite "Python $default_version (all suites)" "$root" "$root/.venv/bin/python" \
-  "$root/build/test-default.log" -n 2 --dist loadfile tests
+  "$root/build/test-default.log" tests
 sleep 1; kill "$follow" 2>/dev/null; wait "$follow" 2>/dev/null
 collect build/test-default.log
 

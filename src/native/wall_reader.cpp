@@ -65,9 +65,12 @@ int WallReader::start(ThreadRegistry* registry, SampleBuffer* buffer, int64_t in
     gil_lo_ = reinterpret_cast<uintptr_t>(gil);
     gil_hi_ = gil_lo_ + gil_size;
     stop_word_.store(0);
-    balances_.clear();
+    if (!resuming_) {
+        for (auto& [tid, b] : balances_) forget_thread(&b);
+        balances_.clear();
+        charging_since_ns_.store(monotonic_now_ns());
+    }
     threads_.clear();
-    charging_since_ns_.store(monotonic_now_ns());
     // A small stack: it keeps one stack's frames on it (2 KiB).
     registry_->expect_own_thread();
     int err = thread_.start(&WallReader::main, this, 256 * 1024);
@@ -75,19 +78,32 @@ int WallReader::start(ThreadRegistry* registry, SampleBuffer* buffer, int64_t in
     return err;
 }
 
-void WallReader::stop() { thread_.stop(&stop_word_); }
+void WallReader::stop() {
+    thread_.stop(&stop_word_);
+    // Stopped for a fork and not resumed: what it kept goes now.
+    for (auto& [tid, b] : balances_) forget_thread(&b);
+    balances_.clear();
+    resuming_ = false;
+}
 
 void WallReader::set_paused(bool paused) {
     if (!paused && paused_.load(std::memory_order_acquire)) charging_since_ns_.store(monotonic_now_ns());
     paused_.store(paused, std::memory_order_release);
 }
 
-void WallReader::stop_for_fork() { thread_.stop_for_fork(&stop_word_); }
+void WallReader::stop_for_fork() {
+    stopping_for_fork_.store(true, std::memory_order_release);
+    thread_.stop_for_fork(&stop_word_);
+    stopping_for_fork_.store(false, std::memory_order_release);
+}
 
 int WallReader::resume_after_fork() {
     if (!thread_.take_stopped_for_fork()) return -1;
-    return start(registry_, buffer_, interval_ns_, reinterpret_cast<const void*>(gil_lo_),
-                 gil_hi_ - gil_lo_);
+    resuming_ = true;
+    const int err = start(registry_, buffer_, interval_ns_, reinterpret_cast<const void*>(gil_lo_),
+                          gil_hi_ - gil_lo_);
+    if (err != 0) resuming_ = false;
+    return err;
 }
 
 void WallReader::forget_after_fork() {
@@ -135,6 +151,8 @@ void WallReader::loop() {
     thread_.note_started();
     int64_t last = monotonic_now_ns();
     int64_t next = last + interval_ns_;
+    if (resuming_ && last_tick_ns_ > 0 && last_tick_ns_ <= last) last = last_tick_ns_;
+    resuming_ = false;
     while (!thread_.stop_requested()) {
         sleep_until(&stop_word_, next);
         if (thread_.stop_requested()) break;
@@ -155,8 +173,11 @@ void WallReader::loop() {
         }
         last = now;
     }
-    for (auto& [tid, b] : balances_) forget_thread(&b);
-    balances_.clear();
+    last_tick_ns_ = last;
+    if (!stopping_for_fork_.load(std::memory_order_acquire)) {
+        for (auto& [tid, b] : balances_) forget_thread(&b);
+        balances_.clear();
+    }
     thread_.note_ending();
 }
 
@@ -278,6 +299,7 @@ void WallReader::write_exit_sample(pid_t tid, uint32_t weight, bool gil, int64_t
         slot->truncated = 0;
         // Off CPU before its exit: asleep or waiting, not holding the GIL.
         slot->flags = kSampleOffCpu | (gil ? kSampleGilWait : 0) | (st.gil.known() ? kSampleGilKnown : 0);
+        if (NativeTrace* trace = buffer_->trace_of(slot)) trace->depth = 0;  // read from outside: no native frames
         buffer_->publish(slot);
         idle_samples_.fetch_add(1, std::memory_order_relaxed);
         exit_charges_.fetch_add(1, std::memory_order_relaxed);
@@ -411,6 +433,7 @@ void WallReader::write_sample(const ThreadRegistry::Sampled& t, uint32_t weight,
         slot->depth = walk.depth;
         slot->truncated = walk.truncated ? 1 : 0;
     }
+    if (NativeTrace* trace = buffer_->trace_of(slot)) trace->depth = 0;
     buffer_->publish(slot);
     idle_samples_.fetch_add(1, std::memory_order_relaxed);
     if (gil) gil_samples_.fetch_add(1, std::memory_order_relaxed);

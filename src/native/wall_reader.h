@@ -81,8 +81,10 @@ public:
     // before a thread ends.
     void thread_exiting(pid_t tid, uint64_t uid);
 
-    // Across fork: stopped before, started again after in the parent; a
-    // child has no such thread.
+    // Across fork: stopped before, started again after in the parent, where
+    // it goes on from its last tick (the time the parent spent meanwhile,
+    // e.g. waiting for the child, is charged at its first tick); a child
+    // has no such thread.
     void stop_for_fork();
     int resume_after_fork();
     void forget_after_fork();
@@ -144,6 +146,9 @@ private:
     std::mutex exits_mu_;
     std::vector<ExitNote> exits_;
     std::unordered_map<pid_t, Balance> balances_;
+    int64_t last_tick_ns_ = 0;   // the last tick's time, kept across a fork
+    bool resuming_ = false;      // the next loop goes on from last_tick_ns_
+    std::atomic<bool> stopping_for_fork_{false};  // the loop keeps its balances
     uint64_t generation_ = 0;
     size_t state_files_ = 0;  // open now (at most kMaxStateFiles)
 
