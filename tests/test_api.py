@@ -119,7 +119,10 @@ emit({"backend": backend, "cpu_ms": cpu_ms, "samples": len(mine),
     # than 0.2 ms late folds into the next sample: 7 of 2000 on a quiet
     # machine, more with a sanitizer slowing the handler).
     assert abs(result["weight"] - expected) <= 0.05 * expected, result
-    assert result["samples"] >= 0.85 * expected, result
+    if "ASAN_OPTIONS" not in os.environ:
+        # Under AddressSanitizer (tools/memcheck/run_asan.py) the handler
+        # takes a good part of 0.2 ms: up to 30% measured folds into weights.
+        assert result["samples"] >= 0.85 * expected, result
     assert result["interval_ms"] == 0.2 and result["interval_ns"] == 200_000
     assert result["stats_interval"] == 0.2
     assert result["rounded"] == 0.123

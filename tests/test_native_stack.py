@@ -100,11 +100,32 @@ def test_available_here_and_not_enabled():
     assert spprof.native_unwinding_enabled() is False
 
 
-def test_set_native_unwinding_refuses_what_is_not_built():
-    spprof.set_native_unwinding(False)
-    with pytest.raises(spprof.ProfilerError, match="mixed-mode sampling .* is not built yet"):
-        spprof.set_native_unwinding(True)
-    assert spprof.native_unwinding_enabled() is False
+def test_set_native_unwinding_is_the_default_of_later_sessions():
+    """The original's switch: set_native_unwinding(True) makes sessions
+    started without native= record native frames; a non-bool is refused."""
+    result = run_scenario("""
+import spprof
+out = {"before": spprof.native_unwinding_enabled()}
+spprof.set_native_unwinding(True)
+out["enabled"] = spprof.native_unwinding_enabled()
+spprof.start()
+out["session"] = spprof.stats().raw["native"]
+spprof.stop()
+spprof.start(native=False)
+out["overridden"] = spprof.stats().raw["native"]
+spprof.stop()
+spprof.set_native_unwinding(False)
+spprof.start()
+out["after"] = spprof.stats().raw["native"]
+spprof.stop()
+try:
+    spprof.set_native_unwinding("yes")
+except ValueError as e:
+    out["error"] = str(e)
+emit(out)
+""")
+    assert result == {"before": False, "enabled": True, "session": True, "overridden": False,
+                      "after": False, "error": "enabled must be True or False, got 'yes'"}
     assert issubclass(spprof.ProfilerError, RuntimeError)  # as the original's RuntimeError
 
 

@@ -64,7 +64,8 @@ class FunctionStats(object)
   field total_count: int
   field self_weight: int
   field total_weight: int
-  method __init__(self, function_name: 'str', filename: 'str', lineno: 'int', self_count: 'int', total_count: 'int', self_weight: 'int', total_weight: 'int') -> None
+  field is_native: bool
+  method __init__(self, function_name: 'str', filename: 'str', lineno: 'int', self_count: 'int', total_count: 'int', self_weight: 'int', total_weight: 'int', is_native: 'bool' = False) -> None
 class NativeFrame(object)
   field ip: int
   field symbol: str
@@ -101,7 +102,7 @@ class Profile(object)
 class Profiler(object)
   method __enter__(self) -> 'Profiler'
   method __exit__(self, *exc: 'object') -> 'None'
-  method __init__(self, interval_ms: 'float' = 10, output_path: 'str | os.PathLike[str] | None' = None, memory_limit_mb: 'float' = 100, *, take_over_sigprof: 'bool' = False, backend: 'str' = 'auto', mode: 'str' = 'cpu') -> 'None'
+  method __init__(self, interval_ms: 'float' = 10, output_path: 'str | os.PathLike[str] | None' = None, memory_limit_mb: 'float' = 100, *, take_over_sigprof: 'bool' = False, backend: 'str' = 'auto', mode: 'str' = 'cpu', native: 'bool | None' = None) -> 'None'
   method pause(self) -> 'bool'
   method resume(self) -> 'bool'
   method start(self) -> 'Profiler'
@@ -155,11 +156,11 @@ def is_paused() -> 'bool'
 def native_unwinding_available() -> 'bool'
 def native_unwinding_enabled() -> 'bool'
 def pause() -> 'bool'
-def profile(func: 'Callable[..., Any] | None' = None, *, interval_ms: 'float' = 10, output_path: 'str | os.PathLike[str] | None' = None, mode: 'str' = 'cpu') -> 'Any'
+def profile(func: 'Callable[..., Any] | None' = None, *, interval_ms: 'float' = 10, output_path: 'str | os.PathLike[str] | None' = None, mode: 'str' = 'cpu', native: 'bool | None' = None) -> 'Any'
 def register_thread() -> 'bool'
 def resume() -> 'bool'
 def set_native_unwinding(enabled: 'bool') -> 'None'
-def start(interval_ms: 'float' = 10, output_path: 'str | os.PathLike[str] | None' = None, memory_limit_mb: 'float' = 100, *, take_over_sigprof: 'bool' = False, backend: 'str' = 'auto', mode: 'str' = 'cpu') -> 'None'
+def start(interval_ms: 'float' = 10, output_path: 'str | os.PathLike[str] | None' = None, memory_limit_mb: 'float' = 100, *, take_over_sigprof: 'bool' = False, backend: 'str' = 'auto', mode: 'str' = 'cpu', native: 'bool | None' = None) -> 'None'
 def stats() -> 'ProfilerStats'
 def stop() -> 'Profile'
 def unregister_thread() -> 'bool'
@@ -222,7 +223,7 @@ STATS_SCHEMA = {
     "perf_include_kernel": bool, "perf_timers_created": int, "process_cpu_ns": int,
     "recovered_walks": int, "registered_threads": int, "service_cpu_ns": int,
     "service_gil_ticks": int, "service_wakes": int, "signals": int,
-    "sigprof_blocked_threads": int, "stale_signals": int, "subinterpreter_samples": int,
+    "sigprof_blocked_threads": int, "stale_signals": int, "subinterpreter_samples": int, "native": bool, "native_samples": int, "native_uncovered": int,
     "timer_create_failures": int, "timer_overruns": int, "timers_created": int,
     "timers_deleted": int, "truncated_stacks": int, "walk_errors": int,
     "mode": str, "wall_ticks": int, "wall_late_ticks": int, "off_cpu_samples": int,
@@ -403,7 +404,7 @@ STATS = dict(
     perf_descriptors_lost=0, perf_fallbacks=0, native_threads=0, perf_include_kernel=False,
     perf_timers_created=2, process_cpu_ns=60_000_000, recovered_walks=0,
     registered_threads=2, service_cpu_ns=500_000, service_gil_ticks=3, service_wakes=20,
-    signals=9, sigprof_blocked_threads=0, stale_signals=0, subinterpreter_samples=0,
+    signals=9, sigprof_blocked_threads=0, stale_signals=0, subinterpreter_samples=0, native=False, native_samples=0, native_uncovered=0,
     timer_create_failures=0, timer_overruns=3, timers_created=0, timers_deleted=2,
     truncated_stacks=1, walk_errors=0, mode="cpu", wall_ticks=0, wall_late_ticks=0,
     off_cpu_samples=0, gil_wait_samples=0, torn_walks=0, wall_dropped=0, wall_dropped_weight=0,
@@ -486,7 +487,7 @@ emit({
     assert result["started"] is True
     assert result["start_args"] == {
         "interval_ns": 5_000_000, "memory_limit_bytes": 104_857_600,
-        "take_over_sigprof": False, "backend": "auto", "mode": "cpu",
+        "take_over_sigprof": False, "backend": "auto", "mode": "cpu", "native": False,
     }
     assert result["category"] == "ProfilerWarning"
     main = ["<module> main", "/srv/app/main.py", 3]

@@ -25,7 +25,7 @@ CORE="test_sampling.py test_threading.py test_api.py test_outputs.py test_platfo
 test_truth.py test_sigprof_coexistence.py test_robustness.py test_exact_weights.py
 test_guest.py test_suite_guards.py test_surface.py test_boundary.py test_layering.py
 test_lean_import.py test_thread_names.py test_wall_mode.py test_wall_blocking.py test_native_threads.py
-test_native_stack.py"
+test_native_stack.py test_native_frames.py"
 
 counts_of() {  # the last pytest result line of a log, without its timing
   grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$1" | tail -1 | sed -E 's/=+//g; s/ in [0-9.]+s.*//; s/^ +| +$//g'

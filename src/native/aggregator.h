@@ -16,6 +16,10 @@
 
 namespace spprof {
 
+// The line of a native frame (a C function: its name, and its loaded
+// object as the file), which Python frames never have.
+inline constexpr int32_t kNativeLine = -1;
+
 struct FrameKey {
     uint32_t name;  // string ids
     uint32_t file;

@@ -28,15 +28,16 @@ using spprof::Session;
 
 PyObject* native_start(PyObject*, PyObject* args, PyObject* kwargs) {
     static const char* kwlist[] = {"interval_ns", "memory_limit_bytes", "take_over_sigprof",
-                                   "warning_category", "backend", "mode", nullptr};
+                                   "warning_category", "backend", "mode", "native", nullptr};
     const char* backend = "auto";
     const char* mode = "cpu";
     long long interval_ns = 0;
     unsigned long long memory_limit = 0;
     int take_over = 0;
     PyObject* category = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LK|pOss", const_cast<char**>(kwlist), &interval_ns,
-                                     &memory_limit, &take_over, &category, &backend, &mode)) {
+    int native = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LK|pOssp", const_cast<char**>(kwlist), &interval_ns,
+                                     &memory_limit, &take_over, &category, &backend, &mode, &native)) {
         return nullptr;
     }
     if (category != Py_None &&
@@ -53,6 +54,7 @@ PyObject* native_start(PyObject*, PyObject* args, PyObject* kwargs) {
     opts.interval_ns = interval_ns;
     opts.memory_limit_bytes = static_cast<size_t>(memory_limit);
     opts.take_over_sigprof = take_over != 0;
+    opts.native = native != 0;
     opts.warning_category = category == Py_None ? nullptr : category;
     std::string b = backend;
     if (b == "auto") {

@@ -1,13 +1,16 @@
-// native_unwind.h: the native (C/C++) call stack of the calling thread, with
+// native_unwind.h: the native (C/C++) call stack of a thread, with
 // libunwind (docs/design/native-frames.md).
 //
-// The unwind itself fills a fixed-size NativeStack: no allocation, no
+// Two entry points: unwind_current_thread() for capture_native_stack()
+// (outside any handler), and unwind_signal_context() for the SIGPROF
+// handler, which keeps the handler's contract: no allocation, no
 // exception, bounded (kMaxNativeFrames steps, the stack pointer must grow
-// at every step). That is the shape the SIGPROF handler will need; today
-// only capture_native_stack() calls it, outside any handler. Before the
-// handler may use it, the loader-lock guard of the design (registered
-// unwind tables, FDE and _dl_find_object checks before each step) has to
-// exist: libunwind 1.6.2 calls dl_iterate_phdr on a cache miss.
+// at every step), and never the loader lock: before each step the frame's
+// instruction must be covered by the unwind tables spprof registered with
+// libunwind (unwind_tables.h), else the unwind ends there. libunwind's own
+// cache lock is the one lock allowed (the contract's written exception):
+// it holds it only with every signal blocked, so a handler never waits for
+// it on its own thread.
 //
 // libunwind is not linked: load_unwinder() dlopens libunwind.so.8 with
 // RTLD_LOCAL (native_unwind.cpp says why). Built without libunwind's
@@ -53,5 +56,33 @@ const char* load_unwinder();
 // Returns out.depth; 0 when the unwinder is not loaded or libunwind could
 // not start. No allocation in the loop.
 int unwind_current_thread(NativeStack& out);
+
+// The calling thread's block of libunwind's thread-local variables,
+// allocated now if libunwind is loaded: its step reads them where a DWARF
+// step fails (address validation), and their first use in a thread
+// allocates the block (malloc), which a handler must never be the one to
+// do. Called as spprof's threads and hooked Python threads start, and by
+// start() for its caller. Threads without Python may still meet it there
+// (a frame whose unwind info libunwind cannot use): counted nowhere, rare.
+void prepare_current_thread();
+
+// What a signal-time unwind met (NativeTrace::flags).
+enum TraceFlags : uint16_t {
+    kTraceTruncated = 1,   // deeper than the room given
+    kTraceStepError = 2,   // libunwind could not step on
+    kTraceBadFrame = 4,    // the stack pointer did not grow
+    kTraceUncovered = 8,   // a frame outside the registered unwind tables
+    kTraceReachedEval = 16,  // stopped at the evaluation loop (Python runs there)
+};
+
+// ASYNC-SIGNAL-SAFE (see above). The native frames of the thread a signal
+// interrupted, from its context (the handler's third argument), leaf first
+// into ips[0..max): ips[0] is the interrupted instruction, the others
+// return addresses. With `stop_at_eval`, the unwind ends before the first
+// frame of the evaluation loop (kTraceReachedEval): the frames recorded are
+// the C code the innermost Python frame called. Returns the depth (0 when
+// the unwinder is not loaded).
+int unwind_signal_context(void* ucontext, uintptr_t* ips, int max, bool stop_at_eval,
+                          uint16_t* flags);
 
 }  // namespace spprof::native

@@ -2,12 +2,61 @@
 
 #include <new>
 
+#include "symbolizer.h"
+#include "unwind_tables.h"
+
 namespace spprof {
 
 void Resolver::clear() {
     names_.clear();
     frames_.clear();
     thread_frames_.clear();
+    native_frames_.clear();
+    interp_lo_ = interp_hi_ = 0;
+}
+
+void Resolver::native_frames(const NativeTrace& trace, bool python, Aggregator& out,
+                             std::vector<uint32_t>* frames) {
+    frames->clear();
+    const int depth = trace.depth;
+    auto key = [&](int i) { return (uint64_t{trace.ip[i]} << 1) | (i == 0 ? 0u : 1u); };
+    bool known = true;
+    for (int i = 0; i < depth && known; ++i) known = native_frames_.count(key(i)) != 0;
+    if (!known) {
+        if (interp_hi_ == 0) native::interpreter_range(&interp_lo_, &interp_hi_);
+        const std::vector<native::Symbol> symbols = native::symbolize_trace(trace.ip, depth);
+        for (int i = 0; i < depth; ++i) {
+            if (native_frames_.count(key(i)) != 0) continue;
+            const native::Symbol& sym = symbols[static_cast<size_t>(i)];
+            std::string name = sym.name;
+            if (!sym.resolved) {
+                // One entry per library for what it does not name, not one
+                // per instruction.
+                const size_t slash = sym.object.rfind('/');
+                name = "?? (" + (sym.object.empty() ? std::string("unknown") : sym.object.substr(slash + 1)) + ")";
+            }
+            // Native frames have no line: -1 marks them (result_export.h).
+            const uint32_t frame =
+                out.intern_frame(out.intern_string(name), out.intern_string(sym.object), kNativeLine);
+            const uintptr_t ip = i == 0 ? trace.ip[i] : trace.ip[i] - 1;
+            native_frames_.emplace(key(i), std::make_pair(frame, ip >= interp_lo_ && ip < interp_hi_));
+        }
+    }
+    // Root first. A Python thread's trace ends (root side) where the
+    // evaluation loop called out: the interpreter's frames there are how
+    // the call reached the C function, shown only when nothing else is.
+    int top = depth - 1;
+    if (python) {
+        int first_other = -1;
+        for (int i = depth - 1; i >= 0; --i) {
+            if (!native_frames_.at(key(i)).second) {
+                first_other = i;
+                break;
+            }
+        }
+        if (first_other >= 0) top = first_other;
+    }
+    for (int i = top; i >= 0; --i) frames->push_back(native_frames_.at(key(i)).first);
 }
 
 uint32_t Resolver::thread_frame(pid_t tid, Aggregator& out) {
@@ -86,6 +135,15 @@ size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& ou
                 if (i == gc_pos) extend(special_frame("<gc>", out));
             }
             if (keep && gc_pos >= 0 && slot->depth == 0) extend(special_frame("<gc>", out));
+            const NativeTrace* trace = buffer.trace_of(slot);
+            if (keep && trace != nullptr && trace->depth > 0) {
+                if (room() == 0) {
+                    keep = false;
+                } else {
+                    native_frames(*trace, !(slot->flags & kSampleNoThreadState), out, &native_stack_);
+                    for (uint32_t frame : native_stack_) extend(frame);
+                }
+            }
             // A thread with a thread state but no Python frame running: at
             // its start or exit, between two calls from C, in C code called
             // from no Python frame. Its CPU counts, under an honest name

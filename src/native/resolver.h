@@ -11,6 +11,7 @@
 #include <functional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "aggregator.h"
 #include "code_registry.h"
@@ -33,13 +34,18 @@ public:
     // frame `label(tid)` returns (`<native thread NAME>`), or, when it
     // returns "", `<no Python frame>` (a Python thread at its start or end).
     void set_thread_label(std::function<std::string(pid_t)> label) { label_ = std::move(label); }
-    size_t approx_bytes() const { return (names_.size() + frames_.size()) * 64; }
+    size_t approx_bytes() const { return (names_.size() + frames_.size() + native_frames_.size()) * 64; }
     uint64_t allocation_failures() const { return allocation_failures_; }
 
 private:
     uint32_t frame_for(const CodeInfo* info, int32_t instr, Aggregator& out);
     uint32_t special_frame(const char* name, Aggregator& out);
     uint32_t thread_frame(pid_t tid, Aggregator& out);
+    // The frames of a sample's native trace, root first, into `frames`:
+    // for a Python thread (`python`) without the interpreter's own frames
+    // between the evaluation loop and the first frame of another object
+    // (the calls that led from Python to the C function).
+    void native_frames(const NativeTrace& trace, bool python, Aggregator& out, std::vector<uint32_t>* frames);
 
     // code info id -> (name string id, file string id)
     std::unordered_map<uint32_t, std::pair<uint32_t, uint32_t>> names_;
@@ -47,6 +53,10 @@ private:
     std::unordered_map<uint64_t, uint32_t> frames_;
     std::function<std::string(pid_t)> label_;
     std::unordered_map<pid_t, uint32_t> thread_frames_;  // tid -> its <native thread> frame
+    // (address << 1 | not the interrupted instruction) -> (frame id, in the interpreter)
+    std::unordered_map<uint64_t, std::pair<uint32_t, bool>> native_frames_;
+    uintptr_t interp_lo_ = 0, interp_hi_ = 0;  // the interpreter's code (unwind_tables.h)
+    std::vector<uint32_t> native_stack_;  // scratch
     uint64_t allocation_failures_ = 0;
 };
 

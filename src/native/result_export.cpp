@@ -160,6 +160,9 @@ Stats collect_stats(Session& session) {
     s.early_signals = c.early_signals.load();
     s.gc_samples = c.gc_samples.load();
     s.subinterpreter_samples = c.subinterpreter_samples.load();
+    s.native = x.run_.options.native;
+    s.native_samples = c.native_samples.load();
+    s.native_uncovered = c.native_uncovered.load();
     s.timers_created = rc.timers_created;
     s.timers_deleted = rc.timers_deleted;
     s.timer_create_failures = rc.create_failures;

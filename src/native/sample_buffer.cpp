@@ -8,17 +8,18 @@ namespace spprof {
 
 SampleBuffer::~SampleBuffer() { release_memory(); }
 
-bool SampleBuffer::init(size_t min_slots) {
+bool SampleBuffer::init(size_t min_slots, bool native) {
     release_memory();
     // Largest power of two not above the request (the budget is a cap), 16 at least.
     size_t cap = 16;
     while (cap * 2 <= min_slots) cap <<= 1;
     // mmap rather than new[]: zeroed, page-aligned, and returned to the OS in
     // full on release instead of fragmenting the heap.
-    void* mem = mmap(nullptr, cap * sizeof(SampleSlot), PROT_READ | PROT_WRITE,
+    void* mem = mmap(nullptr, cap * slot_bytes(native), PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return false;
     slots_ = static_cast<SampleSlot*>(mem);
+    traces_ = native ? reinterpret_cast<NativeTrace*>(slots_ + cap) : nullptr;
     mask_ = cap - 1;
     for (size_t i = 0; i < cap; ++i) {
         new (&slots_[i].seq) std::atomic<uint64_t>(i);
@@ -30,8 +31,9 @@ bool SampleBuffer::init(size_t min_slots) {
 
 void SampleBuffer::release_memory() {
     if (slots_ != nullptr) {
-        munmap(slots_, (mask_ + 1) * sizeof(SampleSlot));
+        munmap(slots_, bytes());
         slots_ = nullptr;
+        traces_ = nullptr;
         mask_ = 0;
     }
 }

@@ -32,6 +32,17 @@ inline constexpr uint16_t kSampleGilKnown = 16;       // whether the thread held
 inline constexpr uint16_t kSampleGilHeld = 32;        // ... it did (gil_view.h)
 inline constexpr uint16_t kSampleNoThreadState = 64;  // the thread had no Python thread state
 
+// The native frames of a sample (sessions with native frames only), in an
+// array beside the slots: leaf first, ip[0] the interrupted instruction,
+// the others return addresses (native_unwind.h).
+inline constexpr int kMaxNativeDepth = 128;
+struct NativeTrace {
+    uint16_t depth;
+    uint16_t flags;  // native::TraceFlags
+    uint32_t reserved;
+    uintptr_t ip[kMaxNativeDepth];
+};
+
 struct SampleSlot {
     std::atomic<uint64_t> seq;
     int64_t timestamp_ns;   // CLOCK_MONOTONIC at capture
@@ -53,12 +64,20 @@ public:
     ~SampleBuffer();
 
     // Allocate room for `min_slots` slots rounded DOWN to a power of two (at
-    // least 16). Not signal-safe; call before any producer can run.
-    bool init(size_t min_slots);
+    // least 16), each with a NativeTrace when `native`. Not signal-safe;
+    // call before any producer can run.
+    bool init(size_t min_slots, bool native = false);
     void release_memory();
 
     size_t capacity() const { return mask_ + 1; }
-    size_t bytes() const { return capacity() * sizeof(SampleSlot); }
+    static size_t slot_bytes(bool native) { return sizeof(SampleSlot) + (native ? sizeof(NativeTrace) : 0); }
+    size_t bytes() const { return slots_ == nullptr ? 0 : capacity() * slot_bytes(traces_ != nullptr); }
+
+    // ASYNC-SIGNAL-SAFE. The native trace of a claimed slot; nullptr when
+    // the buffer has none (a session without native frames).
+    NativeTrace* trace_of(const SampleSlot* slot) const {
+        return traces_ == nullptr ? nullptr : &traces_[slot - slots_];
+    }
 
     // ASYNC-SIGNAL-SAFE. A slot to fill, or nullptr when the queue is full
     // (or heavily contended: bounded retries keep the handler's work bounded).
@@ -77,6 +96,7 @@ public:
 
 private:
     SampleSlot* slots_ = nullptr;
+    NativeTrace* traces_ = nullptr;  // in the same mapping, after the slots
     size_t mask_ = 0;
     alignas(64) std::atomic<uint64_t> enqueue_pos_{0};
     alignas(64) uint64_t dequeue_pos_ = 0;

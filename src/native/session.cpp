@@ -17,6 +17,7 @@
 #include "sampler.h"
 #include "sigprof_disposition.h"
 #include "signal_handler.h"
+#include "unwind_tables.h"
 
 namespace spprof {
 
@@ -67,15 +68,17 @@ bool Session::start(const StartOptions& options) {
     aggregator_.clear();
     codes_.clear();
     resolver_.clear();
-    resolver_.set_thread_label([this](pid_t tid) -> std::string {
-        if (!registry_.is_native(tid)) return {};
-        const auto& names = thread_names_.names();
-        auto it = names.find(tid);
-        return "<native thread " + (it != names.end() ? it->second : std::to_string(tid)) + ">";
+    resolver_.set_thread_label([this](pid_t tid) {
+        return registry_.is_native(tid) ? thread_names_.native_label(tid) : std::string();
     });
     thread_names_.clear();
     service_.reset_counters();
-    if (!buffer_.init(buffer_slots(options.memory_limit_bytes, sizeof(SampleSlot)))) {
+    if (const char* why = options.native ? native::prepare_native_unwinding() : nullptr) {
+        set_profiler_error(std::string("native frames are not available: ") + why);
+        return false;
+    }
+    const size_t slot_bytes = SampleBuffer::slot_bytes(options.native);
+    if (!buffer_.init(buffer_slots(options.memory_limit_bytes, slot_bytes), options.native)) {
         set_profiler_error(std::string("cannot allocate the sample buffer: ") + strerror(errno));
         return false;
     }
@@ -86,6 +89,7 @@ bool Session::start(const StartOptions& options) {
     st.wake_threshold = std::max<size_t>(1, buffer_.capacity() / 4);
     st.wake_pending.store(false);
     st.paused.store(false);
+    st.native.store(options.native);
     uint32_t session = ++session_counter_;
     if ((session & 0xffffu) == 0) session = ++session_counter_;  // 0 means "not ours" in signals
     st.session.store(session);
@@ -228,6 +232,10 @@ void Session::service_tick_unsafe(bool force_names) {
     // their threads get new timers in the scan below.
     run_.health.check_descriptors(registry_, warn_fn);
     registry_.sync_with_interpreter(PyThreadState_GetInterpreter(PyThreadState_Get()));
+    if (run_.options.native && st.native.load() && !native::keep_unwind_tables_current()) {
+        st.native.store(false);  // the program closed libunwind's pipe: it would reopen on the program's
+        warn("native frames stopped: the program closed or replaced libunwind's descriptors");
+    }
     gc_.keep();
     thread_names_.refresh(registry_, force_names);
     run_.resolved_samples += resolver_.drain(buffer_, codes_, aggregator_,
@@ -302,9 +310,7 @@ PyObject* Session::stop() {
     // handler running; only then put the previous disposition back.
     st.active.store(false, std::memory_order_seq_cst);
     active_ = false;  // from here on nothing may register threads again
-    // No handler charges a grid any more when the registry reads what each
-    // timer still owes (undelivered_weight) and deletes it.
-    wait_for_handlers_to_finish();
+    wait_for_handlers_to_finish();  // none charges a grid when end() reads what timers owe
     registry_.end();
     restore_signal_handler();
     wait_for_handlers_to_finish();
@@ -348,6 +354,7 @@ void Session::release_everything() {
     st.active.store(false);
     wait_for_handlers_to_finish();
     st.buffer = nullptr;
+    st.native.store(false);
     st.wake_enabled.store(false);
     active_ = false;
     buffer_.release_memory();
@@ -368,10 +375,8 @@ int Session::register_current_thread(uint64_t birth_mark) {
     if (!active_) return 0;
     resume_service_after_fork();
     PyThreadState* ts = PyThreadState_Get();
-    return registry_.register_thread(current_tid(), compat::thread_state_unique_id(ts), ts,
-                                     birth_mark)
-               ? 1
-               : 0;
+    const uint64_t uid = compat::thread_state_unique_id(ts);
+    return registry_.register_thread(current_tid(), uid, ts, birth_mark) ? 1 : 0;
 }
 
 int Session::unregister_current_thread() {

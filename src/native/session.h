@@ -47,6 +47,8 @@ struct StartOptions {
     // (wall_reader.h), so each thread is charged its real time.
     enum class Mode { cpu, wall };
     Mode mode = Mode::cpu;
+    // Native (C/C++) frames in the samples (native_unwind.h).
+    bool native = false;
 };
 
 // Everything one session accumulates besides its samples. Replaced as a

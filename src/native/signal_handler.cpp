@@ -14,6 +14,7 @@
 
 #include "compat.h"
 #include "frame_walker.h"
+#include "native_unwind.h"
 #include "perf_timer.h"
 #include "sample_buffer.h"
 #include "sampler.h"
@@ -310,6 +311,21 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
             if (walk.recovered) c.recovered_walks.fetch_add(1, std::memory_order_relaxed);
             if (walk.truncated) c.truncated.fetch_add(1, std::memory_order_relaxed);
         }
+        if (NativeTrace* trace = st.buffer->trace_of(slot)) {
+            trace->depth = 0;
+            trace->flags = 0;
+            if (uc != nullptr && st.native.load(std::memory_order_relaxed)) {
+                // A Python thread: the C code its innermost Python frame
+                // called (up to the evaluation loop); a thread without
+                // Python: its whole native stack.
+                trace->depth = static_cast<uint16_t>(native::unwind_signal_context(
+                    uc, trace->ip, kMaxNativeDepth, tstate != nullptr, &trace->flags));
+                if (trace->depth > 0) c.native_samples.fetch_add(1, std::memory_order_relaxed);
+                if (trace->flags & native::kTraceUncovered) {
+                    c.native_uncovered.fetch_add(1, std::memory_order_relaxed);
+                }
+            }
+        }
         st.buffer->publish(slot);
         c.samples.fetch_add(1, std::memory_order_relaxed);
         if (st.wake_enabled.load(std::memory_order_relaxed) &&
@@ -327,7 +343,8 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
 void HandlerCounters::reset() {
     for (auto* a : {&signals, &samples, &dropped, &dropped_weight, &overruns, &no_thread_state,
                     &walk_errors, &recovered_walks, &truncated, &paused_signals, &foreign_signals, &stale_signals,
-                    &early_signals, &gc_samples, &subinterpreter_samples, &handler_ns}) {
+                    &early_signals, &gc_samples, &subinterpreter_samples, &native_samples, &native_uncovered,
+                    &handler_ns}) {
         a->store(0, std::memory_order_relaxed);
     }
 }

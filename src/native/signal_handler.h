@@ -55,6 +55,8 @@ struct HandlerCounters {
     std::atomic<uint64_t> early_signals{0};    // perf_event signal with no expiration due yet
     std::atomic<uint64_t> gc_samples{0};       // taken during a garbage collection
     std::atomic<uint64_t> subinterpreter_samples{0};  // thread was running another interpreter
+    std::atomic<uint64_t> native_samples{0};     // samples with native frames
+    std::atomic<uint64_t> native_uncovered{0};   // ... whose unwind met a frame without a registered table
     std::atomic<uint64_t> handler_ns{0};       // time spent in the handler
     void reset();
 };
@@ -108,6 +110,9 @@ struct HandlerState {
     // that was current when it started (gc.callbacks, gc_marker.cpp).
     std::atomic<pid_t> gc_tid{0};
     std::atomic<const void*> gc_frame{nullptr};
+    // Native frames in this session's samples (native_unwind.h); the
+    // buffer then has a NativeTrace per slot.
+    std::atomic<bool> native{false};
     HandlerCounters counters;
 };
 

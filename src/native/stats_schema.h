@@ -39,6 +39,9 @@
     X(early_signals, uint64_t)                                                    \
     X(gc_samples, uint64_t)                                                       \
     X(subinterpreter_samples, uint64_t)                                           \
+    X(native, bool)                /* native frames in the samples */             \
+    X(native_samples, uint64_t)    /* samples with native frames */               \
+    X(native_uncovered, uint64_t)  /* ... cut at a frame without unwind table */  \
     X(timers_created, uint64_t)                                                   \
     X(timers_deleted, uint64_t)                                                   \
     X(timer_create_failures, uint64_t)                                            \

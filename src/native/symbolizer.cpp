@@ -254,6 +254,8 @@ public:
         return cache_.emplace(addr, resolve(addr)).first->second;
     }
 
+    Cached resolve(uintptr_t addr) { return resolve_uncached(addr); }
+
 private:
     static constexpr size_t kCacheLimit = 1 << 16;
 
@@ -265,7 +267,7 @@ private:
         return buf;
     }
 
-    Cached resolve(uintptr_t addr) {
+    Cached resolve_uncached(uintptr_t addr) {
         Cached c;
         Object* o = object_at(addr);
         if (o != nullptr) {
@@ -365,30 +367,50 @@ std::string demangle(const char* name) {
     return rust_legacy(s);
 }
 
+namespace {
+Symbol symbol_at(State& s, uintptr_t ip, bool exact, bool cache = true) {
+    // A return address may be one past its function (a call to a function
+    // that does not return): look inside the call.
+    const uintptr_t at = exact || ip == 0 ? ip : ip - 1;
+    Cached uncached;
+    if (!cache) uncached = s.resolve(at);
+    const Cached& c = cache ? s.lookup(at) : uncached;
+    Symbol sym;
+    sym.ip = ip;
+    sym.object = c.object;
+    sym.resolved = c.resolved;
+    sym.offset = c.resolved || c.in_object ? ip - c.base : 0;
+    if (c.resolved) {
+        sym.name = c.name;
+    } else {
+        char hex[2 + 16 + 1];
+        std::snprintf(hex, sizeof hex, "0x%lx", static_cast<unsigned long>(ip));
+        sym.name = hex;
+    }
+    return sym;
+}
+}  // namespace
+
 std::vector<Symbol> symbolize(const NativeStack& stack, int first) {
     std::vector<Symbol> out;
     State& s = state();
     std::lock_guard<std::mutex> lock(s.mu);
     s.refresh();
     for (int i = std::max(first, 0); i < stack.depth; ++i) {
-        uintptr_t ip = stack.ip[i];
-        // A return address may be one past its function (a call to a
-        // function that does not return): look inside the call.
-        const Cached& c = s.lookup(stack.exact(i) || ip == 0 ? ip : ip - 1);
-        Symbol sym;
-        sym.ip = ip;
-        sym.object = c.object;
-        sym.resolved = c.resolved;
-        sym.offset = c.resolved || c.in_object ? ip - c.base : 0;
-        if (c.resolved) {
-            sym.name = c.name;
-        } else {
-            char hex[2 + 16 + 1];
-            std::snprintf(hex, sizeof hex, "0x%lx", static_cast<unsigned long>(ip));
-            sym.name = hex;
-        }
-        out.push_back(std::move(sym));
+        out.push_back(symbol_at(s, stack.ip[i], stack.exact(i)));
     }
+    return out;
+}
+
+std::vector<Symbol> symbolize_trace(const uintptr_t* ip, int depth) {
+    std::vector<Symbol> out;
+    out.reserve(static_cast<size_t>(depth));
+    State& s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.refresh();
+    // Not cached here: a profile's resolver keeps its own names for the
+    // session, and the leaves of samples are too many distinct addresses.
+    for (int i = 0; i < depth; ++i) out.push_back(symbol_at(s, ip[i], i == 0, false));
     return out;
 }
 

@@ -37,6 +37,10 @@ struct Symbol {
 // address is looked up one byte back (inside the call instruction).
 std::vector<Symbol> symbolize(const NativeStack& stack, int first = 0);
 
+// Symbols of a sample's native trace (sample_buffer.h NativeTrace): ip[0]
+// the interrupted instruction, the others return addresses.
+std::vector<Symbol> symbolize_trace(const uintptr_t* ip, int depth);
+
 // The path of the loaded object holding `address`, "" if none (used to
 // skip spprof's own frames).
 std::string object_of(uintptr_t address);

@@ -6,6 +6,7 @@
 #include <exception>
 
 #include "compat.h"
+#include "native_unwind.h"
 #include "session.h"
 
 namespace spprof {
@@ -26,6 +27,7 @@ PyObject* run_target(PyObject* function, PyObject* args, PyObject* kwargs, uint6
     const bool owner = !t_bootstrapped && current_tid() != getpid();
     t_bootstrapped = true;
     prepare_thread_for_exceptions();
+    native::prepare_current_thread();
     try {
         Session::instance().register_current_thread(owner ? birth_mark : 0);
         Session::instance().name_starting_thread(function);

@@ -40,6 +40,12 @@ public:
     void note_starting(pid_t tid, PyObject* function);
 
     const std::unordered_map<pid_t, std::string>& names() const { return names_; }
+    // The frame that names a thread without Python: <native thread NAME>
+    // (its tid when its name is not known).
+    std::string native_label(pid_t tid) const {
+        auto it = names_.find(tid);
+        return "<native thread " + (it != names_.end() ? it->second : std::to_string(tid)) + ">";
+    }
     size_t size() const { return names_.size(); }
 
 private:

@@ -44,6 +44,7 @@ class FunctionStats:
     total_count: int
     self_weight: int
     total_weight: int
+    is_native: bool = False  # a C/C++ function (filename is its library)
 
 
 @dataclass
@@ -112,10 +113,13 @@ class AggregatedProfile:
         acc: dict[tuple[str, str], list[int]] = {}
         leaf_lines: dict[tuple[str, str], dict[int, int]] = {}
         any_lines: dict[tuple[str, str], dict[int, int]] = {}
+        native: set[tuple[str, str]] = set()
         for s in self.stacks:
             seen: set[tuple[str, str]] = set()
             for fr in s.frames:
                 key = (fr.function_name, fr.filename)
+                if fr.is_native:
+                    native.add(key)
                 lines = any_lines.setdefault(key, {})
                 lines[fr.lineno] = lines.get(fr.lineno, 0) + s.weight
                 if key in seen:
@@ -136,7 +140,7 @@ class AggregatedProfile:
         for key, (sc, tc, sw, tw) in acc.items():
             lines = leaf_lines.get(key) or any_lines[key]
             line = max(lines.items(), key=lambda kv: (kv[1], -kv[0]))[0]
-            out.append(FunctionStats(key[0], key[1], line, sc, tc, sw, tw))
+            out.append(FunctionStats(key[0], key[1], line, sc, tc, sw, tw, key in native))
         out.sort(key=lambda f: (-f.self_weight, -f.total_weight, f.function_name))
         return out
 

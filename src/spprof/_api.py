@@ -12,6 +12,7 @@ from . import _session, _state
 from ._limits import (
     check_backend,
     check_mode,
+    check_native,
     check_interval,
     check_interval_for_mode,
     check_memory_limit,
@@ -46,6 +47,7 @@ def start(
     take_over_sigprof: bool = False,
     backend: str = "auto",
     mode: str = "cpu",
+    native: bool | None = None,
 ) -> None:
     """Start sampling every Python thread of this process.
 
@@ -69,6 +71,10 @@ def start(
     time goes: also the time threads spend blocked, sleeping or waiting for
     the GIL (read without signals, so no blocked call is interrupted), each
     sample marked with its ``state``.
+    ``native``: also record the native (C/C++/Cython) frames each sample's
+    innermost Python frame called, and the native stacks of threads without
+    Python (``ProfilerError`` where native unwinding is not available).
+    None: as ``set_native_unwinding()`` chose (off by default).
 
     Raises ``ValueError`` for bad arguments, ``RuntimeError`` if a session is
     running, :class:`ProfilerError` if sampling cannot start (the program is
@@ -81,6 +87,7 @@ def start(
         "take_over_sigprof": check_take_over_sigprof(take_over_sigprof),
         "backend": check_backend(backend),
         "mode": check_mode(mode),
+        "native": check_native(native),
     }
     check_interval_for_mode(params["interval_ms"], params["mode"])
     _session.start_session(params)

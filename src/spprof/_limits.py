@@ -95,6 +95,14 @@ def check_backend(backend: object) -> str:
     return backend
 
 
+def check_native(native: object) -> bool | None:
+    """``native``: True, False, or None (what ``set_native_unwinding()``
+    chose, False by default)."""
+    if native is not None and not isinstance(native, bool):
+        raise ValueError(f"native must be True, False or None, got {native!r}")
+    return native
+
+
 def check_mode(mode: object) -> str:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}")

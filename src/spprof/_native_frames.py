@@ -1,10 +1,9 @@
 """Native (C/C++) frames: the original spprof's API for them.
 
-What exists: :func:`capture_native_stack`, the calling thread's native call
-stack, symbolized. What does not yet: native frames in sampled profiles
-(mixed-mode sampling, ``docs/design/native-frames.md``), so
-:func:`set_native_unwinding` refuses ``True`` and
-:func:`native_unwinding_enabled` is always False.
+:func:`capture_native_stack` gives the calling thread's native call stack,
+symbolized. Sessions record native frames when asked: ``start(native=True)``
+(``Profiler(native=True)``, ``spprof run --native``), or for every later
+session after :func:`set_native_unwinding` ``(True)``.
 """
 
 from __future__ import annotations
@@ -64,29 +63,34 @@ def native_unwinding_available() -> bool:
     return _unavailable_reason() is None
 
 
+_enabled = False  # set_native_unwinding(): the default of start(native=None)
+
+
 def native_unwinding_enabled() -> bool:
-    """Whether sessions record native frames. Always False for now: mixed-mode
-    sampling is not built yet (:func:`capture_native_stack` works)."""
-    return False
+    """Whether sessions started without ``native=`` record native frames
+    (see :func:`set_native_unwinding`)."""
+    return _enabled
 
 
 def set_native_unwinding(enabled: bool) -> None:
-    """Ask for native frames in the samples of the next sessions.
+    """Record native frames in the samples of the sessions started from now
+    on without ``native=`` (``start(native=...)`` decides for its own
+    session). Raises :class:`ProfilerError` (a ``RuntimeError``) saying why
+    when ``True`` is asked where native unwinding is unavailable."""
+    global _enabled
+    if not isinstance(enabled, bool):
+        raise ValueError(f"enabled must be True or False, got {enabled!r}")
+    if enabled:
+        reason = _unavailable_reason()
+        if reason is not None:
+            raise ProfilerError(f"native unwinding is not available: {reason}")
+    _enabled = enabled
 
-    ``False`` is accepted (nothing records native frames). ``True`` raises
-    :class:`ProfilerError` (a ``RuntimeError``): when native unwinding is
-    unavailable, saying why; else because mixed-mode sampling is not built
-    yet, rather than promise frames no profile would hold.
-    """
-    if not enabled:
-        return
-    reason = _unavailable_reason()
-    if reason is not None:
-        raise ProfilerError(f"native unwinding is not available: {reason}")
-    raise ProfilerError(
-        "mixed-mode sampling (native frames in profiles) is not built yet; "
-        "spprof.capture_native_stack() captures the calling thread's native stack"
-    )
+
+def wanted(native: bool | None) -> bool:
+    """What a session started with ``native`` records: the argument, or
+    the :func:`set_native_unwinding` choice for None."""
+    return _enabled if native is None else native
 
 
 def capture_native_stack() -> list[NativeFrame]:

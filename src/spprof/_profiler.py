@@ -11,6 +11,7 @@ from ._api import is_active, pause, resume, start, stop
 from ._limits import (
     check_backend,
     check_mode,
+    check_native,
     check_interval,
     check_interval_for_mode,
     check_memory_limit,
@@ -50,8 +51,10 @@ class Profiler:
         take_over_sigprof: bool = False,
         backend: str = "auto",
         mode: str = "cpu",
+        native: bool | None = None,
     ) -> None:
         self.interval_ms = check_interval(interval_ms)
+        self.native = check_native(native)
         self.backend = check_backend(backend)
         self.mode = check_mode(mode)
         check_interval_for_mode(self.interval_ms, self.mode)
@@ -70,6 +73,7 @@ class Profiler:
             take_over_sigprof=self.take_over_sigprof,
             backend=self.backend,
             mode=self.mode,
+            native=self.native,
         )
         self._info = _state.current
         self._running = True
@@ -121,6 +125,7 @@ def profile(
     interval_ms: float = 10,
     output_path: str | os.PathLike[str] | None = None,
     mode: str = "cpu",
+    native: bool | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -130,6 +135,7 @@ def profile(
     interval_ms: float = 10,
     output_path: str | os.PathLike[str] | None = None,
     mode: str = "cpu",
+    native: bool | None = None,
 ) -> Any:
     """Decorator: profile every call of the function.
 
@@ -145,6 +151,7 @@ def profile(
     interval = check_interval(interval_ms)
     path = check_output_path(output_path)
     mode = check_mode(mode)
+    native = check_native(native)
     check_interval_for_mode(interval, mode)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -158,7 +165,7 @@ def profile(
                 gen = fn(*args, **kwargs)
                 if is_active():
                     return (yield from gen)
-                prof = Profiler(interval, path, mode=mode)
+                prof = Profiler(interval, path, mode=mode, native=native)
                 prof.start()
                 try:
                     return (yield from _paused_while_suspended(gen, prof))
@@ -175,7 +182,7 @@ def profile(
             @functools.wraps(fn)
             async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
                 agen = fn(*args, **kwargs)
-                prof = None if is_active() else Profiler(interval, path, mode=mode)
+                prof = None if is_active() else Profiler(interval, path, mode=mode, native=native)
                 if prof is not None:
                     prof.start()
                 try:
@@ -222,7 +229,7 @@ def profile(
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 if is_active():
                     return await fn(*args, **kwargs)
-                prof = Profiler(interval, path, mode=mode)
+                prof = Profiler(interval, path, mode=mode, native=native)
                 try:
                     with prof:
                         result = await fn(*args, **kwargs)
@@ -239,7 +246,7 @@ def profile(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if is_active():
                 return fn(*args, **kwargs)
-            prof = Profiler(interval, path, mode=mode)
+            prof = Profiler(interval, path, mode=mode, native=native)
             try:
                 with prof:
                     return fn(*args, **kwargs)

@@ -55,6 +55,9 @@ STATS_KEYS: dict[str, tuple[type, str]] = {
     "early_signals": (int, SUM),
     "gc_samples": (int, SUM),
     "subinterpreter_samples": (int, SUM),
+    "native": (bool, LAST),
+    "native_samples": (int, SUM),
+    "native_uncovered": (int, SUM),
     "timers_created": (int, SUM),
     "timers_deleted": (int, SUM),
     "timer_create_failures": (int, SUM),
@@ -230,7 +233,8 @@ def profile_from_native(
     # the one the profiled code imported with.
     frames = name_module_code(
         [
-            Frame(strings[fcols[i]], strings[fcols[i + 1]], fcols[i + 2])
+            # A native frame has line -1 (src/native/aggregator.h kNativeLine).
+            Frame(strings[fcols[i]], strings[fcols[i + 1]], max(fcols[i + 2], 0), fcols[i + 2] == -1)
             for i in range(0, len(fcols), 3)
         ]
     )

@@ -54,6 +54,7 @@ def _open(params: dict[str, Any]) -> SessionInfo:
             warning_category=ProfilerWarning,
             backend=params.get("backend", "auto"),
             mode=params.get("mode", "cpu"),
+            native=_native_wanted(params.get("native")),
         )
         _state.current = info
         _signals.session_started()
@@ -65,6 +66,12 @@ def _open(params: dict[str, Any]) -> SessionInfo:
         if not was_active and native.is_active():
             _abandon()
         raise
+
+
+def _native_wanted(native: bool | None) -> bool:
+    from ._native_frames import wanted
+
+    return wanted(native)
 
 
 def _abandon() -> None:
@@ -301,6 +308,7 @@ def host_start(
     trim: Callable[[Profile], Profile] | None = None,
     mode: str = "cpu",
     backend: str = "auto",
+    native: bool = False,
 ) -> None:
     """Start spprof run's session (raises as start() does)."""
     global _host
@@ -311,6 +319,7 @@ def host_start(
         "memory_limit_mb": check_memory_limit(memory_limit_mb),
         "mode": check_mode(mode),
         "backend": check_backend(backend),
+        "native": bool(native),
     }
     check_interval_for_mode(params["interval_ms"], params["mode"])
     with _state.lock():

@@ -101,7 +101,21 @@ def load(path: Path) -> Report | None:
 EVAL_LOOP_FUNCTIONS = {"_PyEval_EvalFrameDefault"}
 
 
+def libunwind_probe(err: ET.Element) -> bool:
+    """libunwind's own check of an address (where a DWARF step fails it
+    writes one byte of the address into its pipe: an unreadable or
+    uninitialised one is the answer it looks for, not an error)."""
+    if (err.findtext("kind") or "") != "SyscallParam" or "write(buf)" not in (err.findtext("what") or ""):
+        return False
+    stack = err.find("stack")
+    frames = list(stack.iter("frame")) if stack is not None else []
+    objs = [os.path.basename(f.findtext("obj") or "") for f in frames[:6]]
+    return any(o.startswith("libunwind.so") for o in objs[1:3])
+
+
 def attributed(err: ET.Element) -> bool:
+    if libunwind_probe(err):
+        return False
     if (err.findtext("kind") or "") in SOFT_KINDS:
         # An uninitialised value used where the stack is: spprof's if one
         # of its frames is above the first eval-loop frame. Python code
@@ -147,7 +161,7 @@ def summarize(reports: list[Report]) -> tuple[list[str], list[str]]:
         role = "stress" if rep.ppid not in {r.pid for r in reports} else "fork child"
         leaks = {"Leak_DefinitelyLost": [0, 0], "Leak_IndirectlyLost": [0, 0]}
         contexts = occurrences = 0
-        ours_errors = ours_leaks = cpython_errors = cpython_leaks = 0
+        ours_errors = ours_leaks = cpython_errors = cpython_leaks = probes = 0
         for err in rep.errors:
             kind = err.findtext("kind") or ""
             if kind.startswith("Leak_"):
@@ -173,6 +187,8 @@ def summarize(reports: list[Report]) -> tuple[list[str], list[str]]:
                 ours_errors += 1
                 failures.append("(no spprof frame, but not CPython's known noise either)\n"
                                 + describe(err, rep))
+            elif libunwind_probe(err):
+                probes += 1
             else:
                 cpython_errors += 1
         supp_n = sum(c for c, _ in rep.suppressed)
@@ -187,7 +203,8 @@ def summarize(reports: list[Report]) -> tuple[list[str], list[str]]:
                          f"(possibly lost, still reachable: not listed)")
             lines.append(f"  attributed to spprof: {ours_errors} memory errors, {ours_leaks} "
                          f"definite/indirect leaks; ignored as CPython's: {cpython_errors} "
-                         f"uninitialised-value reports, {cpython_leaks} leak records")
+                         f"uninitialised-value reports, {cpython_leaks} leak records; as "
+                         f"libunwind's address probes (native frames): {probes}")
         else:
             # A child's counters start from its parent's at fork time, so
             # only its own reports are shown, on one line.

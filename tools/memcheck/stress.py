@@ -371,9 +371,18 @@ def blocker(kind: int, block_s: float, lock: threading.Lock, event: threading.Ev
 # -- single scenarios --------------------------------------------------------------
 
 
+# Native frames in a session: "off", "on" or "mixed" (each session at
+# random, from --seed), where native unwinding is available (--native).
+NATIVE = {"choice": "mixed", "rng": random.Random("native-1")}
+
+
 def start_session(mode: str, **kw) -> None:
     if mode == "wall":
         kw["mode"] = "wall"  # else the default: also works with an spprof without modes
+    choice = NATIVE["choice"]
+    if choice != "off" and getattr(spprof, "native_unwinding_available", lambda: False)():
+        if choice == "on" or NATIVE["rng"].random() < 0.5:
+            kw["native"] = True
     spprof.start(**kw)
 
 
@@ -637,6 +646,10 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     initial_disposition = sigprof_disposition()
     initial_bits = sigprof_status_bits()
+    if NATIVE["choice"] != "off" and getattr(spprof, "native_unwinding_available", lambda: False)():
+        # libunwind's pipe: opened by its first unwind, kept for the
+        # process's life (out of the program's way, unwinder_pipe.h).
+        spprof.capture_native_stack()
     initial_fds = open_fds()
     # Which mode each session runs in: its own seeded stream, so the other
     # choices do not depend on --mode.
@@ -753,6 +766,12 @@ def main() -> int:
                         "wall at random, from --seed; the fork and take-over scenarios "
                         "alternate, wall first)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--native", choices=("off", "on", "mixed"), default=None,
+                   help="native frames in the sessions, where available: mixed (each "
+                        "session at random, from --seed) is the default with --no-heap-check "
+                        "(the memory tools' runs), else off: libunwind's frame cache fills "
+                        "as new code is sampled (bounded, a few MB), which the resident "
+                        "memory check cannot tell from a leak")
     p.add_argument("--burst", type=float, default=0.004,
                    help="CPU seconds per burst of work (default 0.004; CPU timers "
                         "fire on scheduler ticks, so much less yields no samples)")
@@ -777,6 +796,8 @@ def main() -> int:
                    help="call spprof's self-test leak after every cycle (tools/memcheck)")
     args = p.parse_args()
     TOOL_FILE_PREFIXES.extend(args.tool_files)
+    NATIVE["choice"] = args.native or ("off" if args.heap_check else "mixed")
+    NATIVE["rng"] = random.Random(f"native-{args.seed}")
     # A crash (SIGSEGV, SIGFPE, ...) says where the threads were instead of
     # ending the run without a word. (ASan keeps SIGSEGV for its report:
     # run_asan.py sets allow_user_segv_handler=0.)

@@ -93,6 +93,15 @@ RUN_OPTIONS: tuple[_Option, ...] = (
         ),
     ),
     _Option(
+        ("--native",),
+        False,
+        dict(
+            action="store_true",
+            help="also record native (C/C++/Cython) frames: what each sample's innermost "
+            "Python frame called, and the stacks of threads without Python",
+        ),
+    ),
+    _Option(
         ("--idle",),
         False,
         dict(
@@ -203,6 +212,7 @@ class RunConfig:
     mode: str = "cpu"  # one of _limits.MODES
     idle: bool = True  # wall mode: outputs show the time off CPU
     backend: str = "auto"  # one of _limits.BACKENDS
+    native: bool = False  # native frames in the samples
 
 
 
@@ -386,6 +396,7 @@ def validate_run(ns: argparse.Namespace, target_args: list[str]) -> RunConfig:
         mode=mode,
         idle=ns.idle is not False,
         backend=backend,
+        native=bool(ns.native),
     )
 
 

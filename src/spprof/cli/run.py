@@ -94,6 +94,7 @@ def run(config: RunConfig) -> int:
                 trim=functools.partial(_without_runner_frames, runner=runner_files),
                 mode=config.mode,
                 backend=config.backend,
+                native=config.native,
             )
             code = EXIT_INTERRUPTED
             try:

@@ -15,7 +15,10 @@ if TYPE_CHECKING:
 
 
 def frame_label(frame: Frame) -> str:
-    label = f"{frame.function_name} ({frame.filename}:{frame.lineno})"
+    if frame.is_native:  # a C/C++ function in its library, as the original marks it
+        label = f"[native] {frame.function_name} ({frame.filename})"
+    else:
+        label = f"{frame.function_name} ({frame.filename}:{frame.lineno})"
     return label.replace(";", ":").replace("\n", " ").replace("\r", " ")
 
 

@@ -1,0 +1,354 @@
+"""Native frames in sampled profiles: start(native=True), spprof run --native.
+
+A C library built here has a hot function (a static one, so only the
+library's own symbol table names it) called from a Python function through
+ctypes, with the GIL released; zlib and hashlib run the same way from
+threads; a pthread of the library burns CPU without Python. Every scenario
+runs in a child process (run_scenario): a crash fails one test.
+
+Skipped where native unwinding is unavailable (no libunwind here).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+import spprof
+from conftest import BURN_SRC, run_scenario
+
+pytestmark = pytest.mark.skipif(not spprof.native_unwinding_available(),
+                                reason="native unwinding is not available here")
+
+C_SRC = r"""
+#define _GNU_SOURCE
+#include <link.h>
+#include <pthread.h>
+#include <time.h>
+static int count_object(struct dl_phdr_info* info, size_t size, void* data) {
+    (void)info; (void)size;
+    ++*(long*)data;
+    return 0;
+}
+long iterate_objects(double seconds) {
+    long n = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double end = ts.tv_sec + ts.tv_nsec / 1e9 + seconds;
+    for (;;) {
+        for (int i = 0; i < 100; ++i) dl_iterate_phdr(count_object, &n);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if (ts.tv_sec + ts.tv_nsec / 1e9 >= end) return n;
+    }
+}
+static double thread_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+__attribute__((noinline)) static unsigned long hot_kernel(double seconds) {
+    volatile unsigned long x = 0;
+    double end = thread_cpu() + seconds;
+    while (thread_cpu() < end) {
+        for (int i = 0; i < 1000; ++i) x += i;
+    }
+    return x;
+}
+__attribute__((noinline)) unsigned long burn_in_c(double seconds) { return hot_kernel(seconds) + 1; }
+static void* worker(void* arg) { burn_in_c(*(double*)arg); return 0; }
+static pthread_t t;
+static double secs;
+void start_c_thread(double seconds) { secs = seconds; pthread_create(&t, 0, worker, &secs); }
+void join_c_thread(void) { pthread_join(t, 0); }
+"""
+
+
+@pytest.fixture(scope="module")
+def hotlib(tmp_path_factory: pytest.TempPathFactory) -> str:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    out = tmp_path_factory.mktemp("native") / "libspprof_hot.so"
+    src = out.with_suffix(".c")
+    src.write_text(C_SRC)
+    subprocess.run([cc, "-O1", "-g", "-shared", "-fPIC", "-pthread", "-o", str(out), str(src)],
+                   check=True, capture_output=True, timeout=120)
+    return str(out)
+
+
+PRELUDE = BURN_SRC + """
+import ctypes, threading, time, spprof
+lib = ctypes.CDLL(LIB)
+lib.burn_in_c.argtypes = [ctypes.c_double]
+lib.burn_in_c.restype = ctypes.c_ulong
+lib.start_c_thread.argtypes = [ctypes.c_double]
+
+def python_caller(seconds):
+    return lib.burn_in_c(seconds)
+
+def names(sample):
+    return [f.function_name for f in sample.frames]
+"""
+
+
+def test_a_c_function_called_from_python_is_the_leaf_under_its_caller(hotlib: str) -> None:
+    """native=True: >= 90% of the samples of python_caller read
+    python_caller -> ... -> burn_in_c -> hot_kernel (the leaf, or the clock
+    it reads), root to leaf, with the C frames marked native and naming the
+    library; without native=True the same samples stop at python_caller."""
+    result = run_scenario(f"LIB = {hotlib!r}\n" + PRELUDE + """
+out = {}
+for native in (True, False):
+    spprof.start(interval_ms=1, native=native)
+    python_caller(0.4)
+    prof = spprof.stop()
+    mine = [s for s in prof.samples if "python_caller" in names(s)]
+    ok = 0
+    other = []
+    for s in mine:
+        n = names(s)
+        i = n.index("python_caller")
+        tail = s.frames[i + 1:]
+        t = [f.function_name for f in tail]
+        # hot_kernel is the leaf, or calls the clock (libc, the vDSO)
+        if (native and "hot_kernel" in t and t[t.index("hot_kernel") - 1] == "burn_in_c"
+                and all(f.is_native for f in tail) and tail[t.index("hot_kernel")].filename == LIB):
+            ok += 1
+        elif native:
+            other.append(t)
+        if not native and not tail:
+            ok += 1
+    out[str(native)] = {"samples": len(mine), "ok": ok, "stats_native": prof.stats.raw["native"],
+                        "native_samples": prof.stats.raw["native_samples"],
+                        "example": [[f.function_name, f.filename, f.is_native] for f in mine[0].frames] if mine else None,
+                        "other": other[:10]}
+emit(out)
+""")
+    print(result)
+    with_native, without = result["True"], result["False"]
+    assert with_native["samples"] >= 100, with_native
+    assert with_native["ok"] >= 0.9 * with_native["samples"], with_native
+    assert with_native["stats_native"] is True and with_native["native_samples"] >= with_native["samples"] * 0.9
+    assert without["samples"] >= 100 and without["ok"] == without["samples"], without
+    assert without["stats_native"] is False and without["native_samples"] == 0
+
+
+def test_zlib_and_hashlib_leaves_in_threads(hotlib: str) -> None:
+    """zlib.compress and hashlib.sha256 in two threads (they release the
+    GIL): the native leaf of their samples is in libz / libcrypto, under
+    the Python function that called it."""
+    result = run_scenario(f"LIB = {hotlib!r}\n" + PRELUDE + """
+import hashlib, os, zlib
+data = os.urandom(1 << 20) * 4
+
+def zlib_work():
+    end = time.thread_time() + 0.4
+    while time.thread_time() < end:
+        zlib.compress(data, 9)
+
+def hashlib_work():
+    end = time.thread_time() + 0.4
+    while time.thread_time() < end:
+        hashlib.sha256(data).digest()
+
+spprof.start(interval_ms=1, native=True)
+threads = [threading.Thread(target=zlib_work), threading.Thread(target=hashlib_work)]
+for t in threads: t.start()
+for t in threads: t.join()
+prof = spprof.stop()
+out = {}
+for caller in ("zlib_work", "hashlib_work"):
+    mine = [s for s in prof.samples if caller in names(s)]
+    leaves = [s.frames[-1] for s in mine]
+    out[caller] = {"samples": len(mine),
+                   "native_leaf_objects": [os.path.basename(f.filename) for f in leaves if f.is_native]}
+emit(out)
+""")
+    zl, hl = result["zlib_work"], result["hashlib_work"]
+    assert zl["samples"] >= 100 and hl["samples"] >= 100, result
+    in_libz = sum(1 for o in zl["native_leaf_objects"] if o.startswith("libz."))
+    in_crypto = sum(1 for o in hl["native_leaf_objects"] if o.startswith("libcrypto."))
+    assert in_libz >= 0.8 * zl["samples"], (in_libz, zl["samples"], zl["native_leaf_objects"][:20])
+    assert in_crypto >= 0.8 * hl["samples"], (in_crypto, hl["samples"], hl["native_leaf_objects"][:20])
+
+
+def test_a_thread_without_python_shows_its_native_stack(hotlib: str) -> None:
+    """A pthread of the library (no Python) burning 0.3 s: its samples
+    (from the poll that finds it) are <native thread NAME> -> ... -> worker
+    -> burn_in_c -> hot_kernel."""
+    result = run_scenario(f"LIB = {hotlib!r}\n" + PRELUDE + """
+spprof.start(interval_ms=1, native=True)
+time.sleep(0.15)  # a poll finds the thread (<= 100 ms)
+lib.start_c_thread(0.3)
+deadline = time.monotonic() + 10
+while spprof.stats().raw["native_threads"] < 1 and time.monotonic() < deadline:
+    time.sleep(0.01)  # found by the next poll of the threads
+lib.join_c_thread()
+prof = spprof.stop()
+mine = [s for s in prof.samples if names(s) and names(s)[0].startswith("<native thread")]
+def chain(n):
+    # hot_kernel is the leaf, or calls the clock (libc, the vDSO)
+    i = n.index("hot_kernel") if "hot_kernel" in n else -1
+    return i >= 2 and n[i - 2:i] == ["worker", "burn_in_c"]
+good = [s for s in mine if chain(names(s))]
+emit({"samples": len(mine), "good": len(good), "weight": sum(s.weight for s in mine), "firsts": sorted(set(names(s)[0] for s in prof.samples if names(s))),
+      "example": names(mine[0]) if mine else None})
+""")
+    print(result)
+    assert result["samples"] >= 30, result
+    assert result["good"] >= 0.9 * result["samples"], result
+
+
+def test_native_frames_in_the_outputs_and_the_command_line(hotlib: str, tmp_path) -> None:
+    """spprof run --native: the collapsed stacks carry the C frames under
+    the Python caller, marked [native]; so does the text report."""
+    script = tmp_path / "t.py"
+    script.write_text(f"LIB = {hotlib!r}\n" + PRELUDE.replace("import spprof", "import os") +
+                      "\npython_caller(0.3)\n")
+    out = tmp_path / "out.collapsed"
+    import sys
+    done = subprocess.run([sys.executable, "-m", "spprof", "run", "--native", "-i", "1", "-o", str(out),
+                           str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    hot = [line for line in lines if "python_caller" in line and f";[native] hot_kernel ({hotlib})" in line]
+    weight = sum(int(line.rsplit(" ", 1)[1]) for line in hot)
+    total = sum(int(line.rsplit(" ", 1)[1]) for line in lines if "python_caller" in line)
+    assert total >= 100 and weight >= 0.9 * total, (weight, total, lines[:5])
+    # The text report marks them too: the location of a C function is its library.
+    text = tmp_path / "out.txt"
+    done = subprocess.run([sys.executable, "-m", "spprof", "run", "--native", "-i", "1", "-o", str(text),
+                           str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in text.read_text().splitlines() if " hot_kernel " in line]
+    assert rows and all("[native]" in row and "libspprof_hot.so" in row for row in rows), rows
+
+
+def test_native_argument_is_checked() -> None:
+    with pytest.raises(ValueError, match="native must be True, False or None"):
+        spprof.start(native="yes")
+    assert not spprof.is_active()
+    with pytest.raises(ValueError, match="native must be True, False or None"):
+        spprof.Profiler(native=1)
+
+
+def test_sampling_never_waits_for_the_loader_lock(hotlib: str, tmp_path) -> None:
+    """The interrupted thread may hold the loader's lock (inside dlopen,
+    dlclose, dl_iterate_phdr): an unwind that asked the loader would wait
+    for it forever. Two threads loop on dl_iterate_phdr (in C) and on
+    loading and unloading a fresh library (ctypes) for 2 s each while
+    sampled at 1 ms with native frames: the run ends, and the samples of the
+    dl_iterate_phdr loop have native frames."""
+    copies = []
+    for i in range(4):  # distinct files: each load maps and registers anew
+        copy = tmp_path / f"libcopy{i}.so"
+        shutil.copy(hotlib, copy)
+        copies.append(str(copy))
+    result = run_scenario(f"LIB = {hotlib!r}\nCOPIES = {copies!r}\n" + PRELUDE + """
+import _ctypes
+lib.iterate_objects.argtypes = [ctypes.c_double]
+lib.iterate_objects.restype = ctypes.c_long
+
+def iterate():
+    lib.iterate_objects(2.0)
+
+def load_unload():
+    end = time.monotonic() + 2.0
+    n = 0
+    while time.monotonic() < end:
+        handle = ctypes.CDLL(COPIES[n % len(COPIES)])._handle
+        _ctypes.dlclose(handle)
+        n += 1
+    loads.append(n)
+
+loads = []
+spprof.start(interval_ms=1, native=True)
+threads = [threading.Thread(target=iterate), threading.Thread(target=load_unload)]
+for t in threads: t.start()
+for t in threads: t.join()
+prof = spprof.stop()
+mine = [s for s in prof.samples if "iterate" in names(s)]
+native = [s for s in mine if s.frames[-1].is_native]
+emit({"loads": loads[0], "samples": len(mine), "native": len(native),
+      "uncovered": prof.stats.raw["native_uncovered"]})
+""", timeout=120)
+    print(result)
+    assert result["loads"] > 50, result
+    assert result["samples"] >= 100 and result["native"] >= 0.9 * result["samples"], result
+
+
+def test_libunwinds_descriptors_stay_out_of_the_programs_way(hotlib: str) -> None:
+    """libunwind opens a pipe at its first unwind, at the lowest free
+    numbers: spprof moves it at once above the program's (the next open()
+    still gets the number it got before). When the program replaces it
+    (dup2 over it), native frames stop for the session with a warning
+    (libunwind would otherwise reopen the pipe on the program's numbers)."""
+    result = run_scenario(f"LIB = {hotlib!r}\n" + PRELUDE + """
+import os, warnings
+def lowest_free():
+    fd = os.open("/dev/null", os.O_RDONLY)
+    os.close(fd)
+    return fd
+def pipes():
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("pipe:"):
+            out[int(name)] = target
+    return out
+low_before, pipes_before = lowest_free(), pipes()
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    spprof.start(interval_ms=1, native=True)
+    low_during = lowest_free()
+    new = {fd: t for fd, t in pipes().items() if fd not in pipes_before}
+    python_caller(0.2)
+    before = spprof.stats().raw["native_samples"]
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in new:
+        os.dup2(devnull, fd)  # the program takes those numbers over
+    deadline = time.monotonic() + 5
+    while not caught and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stopped_at = spprof.stats().raw["native_samples"]
+    python_caller(0.2)
+    after = spprof.stats().raw["native_samples"]
+    prof = spprof.stop()
+emit({"low_before": low_before, "low_during": low_during, "new": sorted(new),
+      "same_pipe": len(set(new.values())) == 1, "before": before, "stopped_at": stopped_at,
+      "after": after, "warnings": [str(w.message) for w in caught]})
+""")
+    print(result)
+    assert result["low_during"] == result["low_before"], result
+    assert len(result["new"]) == 2 and result["same_pipe"], result
+    assert min(result["new"]) >= 512, result
+    assert result["before"] >= 100, result
+    assert any("native frames stopped" in w for w in result["warnings"]), result
+    assert result["after"] - result["stopped_at"] <= 2, result
+
+
+def test_profiler_and_decorator_take_native(hotlib: str) -> None:
+    """Profiler(native=True) and @profile(native=True) record native
+    frames as start(native=True) does."""
+    result = run_scenario(f"LIB = {hotlib!r}\n" + PRELUDE + """
+with spprof.Profiler(interval_ms=1, native=True) as p:
+    python_caller(0.15)
+
+@spprof.profile(interval_ms=1, native=True)
+def decorated():
+    python_caller(0.15)
+
+decorated()
+def hot(prof):
+    return sum(1 for s in prof.samples if "hot_kernel" in names(s) and s.frames[-1].is_native or
+               "hot_kernel" in names(s)[-2:])
+emit({"profiler": hot(p.profile), "decorator": hot(decorated.last_profile),
+      "profiler_samples": p.profile.sample_count})
+""")
+    print(result)
+    assert result["profiler"] >= 50 and result["decorator"] >= 50, result
