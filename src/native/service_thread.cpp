@@ -79,8 +79,15 @@ void ServiceThread::loop() {
     // Before this thread first holds a thread state (next line): a timer
     // made for it by a scan would sample a thread that runs no Python code.
     registry_->ignore_thread(current_tid());
-    PyGILState_STATE gil = PyGILState_Ensure();
-    PyThreadState* tstate = PyEval_SaveThread();
+    // Its own thread state, as PyGILState_Ensure would make, but out of
+    // memory that one ends the process ("Couldn't create thread-state for
+    // new thread"): this thread then just ends, and the session goes on
+    // without it (stop() drains what the buffer kept).
+    PyThreadState* tstate = PyThreadState_New(PyInterpreterState_Main());
+    if (tstate == nullptr) {
+        thread_.note_ending();
+        return;
+    }
     long threads_seen = process_thread_count();
     int64_t last_full_ns = monotonic_now_ns();
     int64_t last_change_ns = last_full_ns;
@@ -114,7 +121,8 @@ void ServiceThread::loop() {
     }
     thread_.note_ending();
     PyEval_RestoreThread(tstate);
-    PyGILState_Release(gil);
+    PyThreadState_Clear(tstate);
+    PyThreadState_DeleteCurrent();
 }
 
 }  // namespace spprof

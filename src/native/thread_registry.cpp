@@ -26,7 +26,10 @@ void ThreadRegistry::begin(uint32_t session, int64_t interval_ns, pid_t ignored_
     interval_ns_ = interval_ns;
     session_interval_ns_ = interval_ns;
     // ignored_ is kept: a thread of spprof's from the last session may
-    // still be listed for a moment after it was joined.
+    // still be listed for a moment after it was joined. Room for spprof's
+    // threads to add themselves as they start (ignore_thread), where an
+    // allocation could fail with nothing to catch it.
+    ignored_.reserve(ignored_.size() + 8);
     if (ignored_tid != 0 && std::find(ignored_.begin(), ignored_.end(), ignored_tid) == ignored_.end()) {
         ignored_.push_back(ignored_tid);
     }
@@ -82,7 +85,13 @@ size_t ThreadRegistry::drop_lost_perf_timers() {
 void ThreadRegistry::ignore_thread(pid_t tid) {
     std::lock_guard<std::mutex> lock(mu_);
     if (own_threads_starting_ > 0) --own_threads_starting_;
-    if (std::find(ignored_.begin(), ignored_.end(), tid) == ignored_.end()) ignored_.push_back(tid);
+    if (std::find(ignored_.begin(), ignored_.end(), tid) == ignored_.end()) {
+        try {
+            ignored_.push_back(tid);  // within the room begin() reserved, normally
+        } catch (const std::bad_alloc&) {
+            // Out of memory: the thread may be sampled as a native one.
+        }
+    }
     native_tids_.erase(tid);
     auto it = threads_.find(tid);
     if (it != threads_.end()) remove_locked(it);
