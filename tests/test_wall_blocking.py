@@ -258,3 +258,34 @@ def test_blocked_threads_are_never_interrupted_and_charged_where_they_wait(block
     for name, v in report.items():
         assert 0.95 * v["elapsed_ms"] <= v["idle_ms"] <= 1.02 * v["elapsed_ms"], (name, v)
         assert v["idle_ms"] >= 0.98 * v["in_fn_ms"], (name, v)
+
+
+def test_wall_mode_never_raises_a_signal_inside_a_system_call(blocking_lib):
+    """A thread that spends most of its CPU inside poll() (128 pipes, zero
+    timeout, never ready) under 1 ms sampling: in wall mode no call ends
+    with EINTR (its timer counts user mode only, so its signals come between
+    system calls); in CPU mode, where kernel time is counted, they do, which
+    shows the check can see them."""
+    proc = run_python(f"""
+import ctypes, spprof, threading
+lib = ctypes.CDLL({blocking_lib!r})
+lib.poll_busy.argtypes = [ctypes.c_int]
+out = {{}}
+for mode in ("wall", "cpu"):
+    spprof.start(interval_ms=1, mode=mode)
+    result = []
+    t = threading.Thread(target=lambda: result.append(lib.poll_busy(40000)))
+    t.start()
+    t.join()
+    raw = spprof.stop().stats.raw
+    out[mode] = {{"eintr": result[0], "kernel": raw["perf_include_kernel"], "backend": raw["backend"],
+                  "signals": raw["signals"]}}
+emit(out)
+""", timeout=180)
+    r = scenario_result(proc)
+    print(r)
+    if r["cpu"]["backend"] != "perf_event":
+        pytest.skip("no perf_event here: POSIX CPU timers fire on ticks, in kernel mode too")
+    assert r["wall"]["eintr"] == 0 and r["wall"]["signals"] >= 1, r
+    if r["cpu"]["kernel"]:
+        assert r["cpu"]["eintr"] > 0, r

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from conftest import child_env, run_scenario
+from conftest import BURN_SRC, child_env, run_scenario
 
 THREADS_SRC = """
 import ctypes, gzip, os, select, threading, time, spprof
@@ -669,3 +669,25 @@ def test_wall_mode_charges_the_time_between_the_last_tick_and_an_exit():
         # and a CPU sample of a thread that used a fraction of an interval
         # weighs a whole one.
         assert lived - 20 - 1 <= charged <= lived + 25, (tid, lived, charged)
+
+
+def test_wall_mode_timers_count_user_mode_only():
+    """In wall mode a thread's perf_event timer counts user mode only: a
+    signal raised while a thread is inside a system call would end a
+    blocking call it is entering (poll() gives EINTR even under
+    SA_RESTART). CPU mode keeps counting kernel time where allowed."""
+    r = run_scenario(BURN_SRC + """
+import spprof
+out = {}
+for mode in ("wall", "cpu", "wall"):
+    spprof.start(interval_ms=1, mode=mode)
+    burn(0.02)
+    raw = spprof.stats().raw
+    spprof.stop()
+    out.setdefault(mode, []).append([raw["backend"], raw["perf_include_kernel"]])
+emit(out)
+""")
+    print(r)
+    if r["cpu"][0][0] != "perf_event":
+        pytest.skip("no perf_event here")
+    assert all(kernel is False for _, kernel in r["wall"]), r

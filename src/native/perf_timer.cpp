@@ -27,6 +27,7 @@ PerfSlot g_slots[kMaxPerfFd];
 std::once_flag g_probe_once;
 bool g_available = false;
 bool g_include_kernel = false;
+std::atomic<bool> g_user_only{false};  // perf_events_user_only()
 std::string g_why;
 
 int open_event(pid_t tid, int64_t period_ns, bool include_kernel) {
@@ -72,13 +73,15 @@ bool perf_events_available(std::string* why) {
     return g_available;
 }
 
-bool perf_events_include_kernel() { return g_include_kernel; }
+bool perf_events_include_kernel() { return g_include_kernel && !g_user_only.load(); }
+
+void perf_events_user_only(bool yes) { g_user_only.store(yes); }
 
 int perf_timer_create(pid_t tid, uint32_t session, int64_t interval_ns, int64_t phase_ns,
                       int min_fd, bool from_thread_start, PerfTimer* out) {
     if (!perf_events_available(nullptr)) return ENOTSUP;
     if (phase_ns <= 0 || phase_ns > interval_ns) phase_ns = interval_ns;
-    int fd = open_event(tid, phase_ns, g_include_kernel);
+    int fd = open_event(tid, phase_ns, perf_events_include_kernel());
     if (fd < 0) return errno;
     if (fd < min_fd) {
         int high = fcntl(fd, F_DUPFD_CLOEXEC, min_fd);

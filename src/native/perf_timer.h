@@ -92,6 +92,13 @@ bool perf_events_available(std::string* why);
 // without CAP_PERFMON; the handler's weights still count it, from the
 // event's count).
 bool perf_events_include_kernel();
+// Wall mode: events made from now on count user mode only, so that no
+// signal is raised while a thread is inside a system call, where it would
+// end a blocking call the thread is entering (poll() returns EINTR even
+// under SA_RESTART): a signal raised in user mode is taken before the next
+// system call begins. Their weights still count kernel time (the grid is
+// the thread's CPU clock).
+void perf_events_user_only(bool yes);
 
 struct PerfTimer {
     int fd = -1;

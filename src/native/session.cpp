@@ -150,7 +150,7 @@ bool Session::start(const StartOptions& options) {
     }
     run_.start_mono_ns = monotonic_now_ns();
     run_.start_process_cpu_ns = process_cpu_now_ns();
-    registry_.begin(session, options.interval_ns, 0, backend);
+    registry_.begin(session, options.interval_ns, 0, backend, options.mode == StartOptions::Mode::wall);
     st.active.store(true, std::memory_order_seq_cst);
     active_ = true;
 

@@ -17,8 +17,9 @@
 namespace spprof {
 
 void ThreadRegistry::begin(uint32_t session, int64_t interval_ns, pid_t ignored_tid,
-                           Backend backend) {
+                           Backend backend, bool user_only) {
     std::lock_guard<std::mutex> lock(mu_);
+    perf_events_user_only(user_only);
     session_ = session;
     backend_ = backend;
     perf_open_ = 0;

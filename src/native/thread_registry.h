@@ -41,7 +41,10 @@ class ThreadRegistry {
 public:
     enum class Backend { timer_create, perf_event };
     // Start a session: new timers use `session`, `interval_ns` and `backend`.
-    void begin(uint32_t session, int64_t interval_ns, pid_t ignored_tid, Backend backend);
+    // `user_only`: perf_event timers count user mode only (wall mode,
+    // perf_timer.h perf_events_user_only).
+    void begin(uint32_t session, int64_t interval_ns, pid_t ignored_tid, Backend backend,
+               bool user_only = false);
     Backend backend() const { return backend_; }
     // Never give `tid` a timer (spprof's own threads: the service thread,
     // which holds a thread state while it has the GIL but runs no Python

@@ -25,3 +25,29 @@ long read_once(int fd) {
     ssize_t r = read(fd, &c, 1);
     return r < 0 ? -(long)errno : (long)r;
 }
+
+/* `calls` polls, with a zero timeout, of 128 pipes that are never ready:
+ * most of the thread's CPU is spent inside poll(), in the kernel. The
+ * number of calls that ended with EINTR (a signal raised while inside),
+ * or -errno if the pipes could not be made. */
+int poll_busy(int calls) {
+    int fds[256];
+    struct pollfd p[128];
+    int n = 0, eintr = 0;
+    for (int i = 0; i < 128; ++i) {
+        if (pipe(fds + 2 * i) != 0) {
+            int e = errno;
+            for (int j = 0; j < 2 * n; ++j) close(fds[j]);
+            return -e;
+        }
+        p[i].fd = fds[2 * i];
+        p[i].events = POLLIN;
+        p[i].revents = 0;
+        ++n;
+    }
+    for (int c = 0; c < calls; ++c) {
+        if (poll(p, n, 0) < 0 && errno == EINTR) ++eintr;
+    }
+    for (int j = 0; j < 2 * n; ++j) close(fds[j]);
+    return eintr;
+}
