@@ -4,7 +4,8 @@ to the bare-kernel floor.
     .venv/bin/python bench/bench_overhead.py [--repeats N] [--rounds N] [--quick]
 
 Configurations: spprof in cpu and wall mode, at 10 ms and 1 ms, on each timer
-backend (perf_event, timer_create); and the floor: the same workload run by
+backend (perf_event, timer_create), and cpu mode with native frames
+(native=True) at both intervals on both backends; and the floor: the same workload run by
 build/bench/timer_floor (bench/floor/timer_floor.c, an embedded CPython built
 here with cc) with the same kind of timer armed on the workload's thread and
 an empty SIGPROF handler; wall-mode rows' floor adds a thread that wakes
@@ -70,6 +71,7 @@ WORKLOAD = textwrap.dedent(
         return total
     kind, interval, backend, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     rounds = int(sys.argv[5])
+    native = len(sys.argv) > 6 and sys.argv[6] == "native"
     work(max(1, rounds // 10))  # warm up outside the measurement
     if kind == "off":
         t0 = time.perf_counter(); work(rounds); wall = time.perf_counter() - t0
@@ -88,7 +90,7 @@ WORKLOAD = textwrap.dedent(
     else:
         import spprof
         try:
-            spprof.start(interval_ms=interval, backend=backend, mode=mode)
+            spprof.start(interval_ms=interval, backend=backend, mode=mode, native=native)
         except Exception as e:
             print(json.dumps({"error": f"{type(e).__name__}: {e}"})); sys.exit(0)
         t0 = time.perf_counter(); work(rounds); wall = time.perf_counter() - t0
@@ -96,7 +98,8 @@ WORKLOAD = textwrap.dedent(
         st = prof.stats
         print(json.dumps({"wall": wall, "samples": prof.sample_count, "signals": st.signals,
                           "overruns": st.timer_overruns, "self_overhead": st.overhead_percent,
-                          "backend": st.backend, "mode": prof.mode}))
+                          "backend": st.backend, "mode": prof.mode,
+                          "native_samples": st.raw.get("native_samples", 0)}))
     """
 )
 
@@ -110,6 +113,8 @@ LEGEND = textwrap.dedent(
       thread and an empty SIGPROF handler (wall rows: plus a thread woken every interval of
       real time), against the floor program unarmed; signals: SIGPROFs it received
       (timer_create below 4 ms: the kernel folds the rest into overruns).
+    native rows: cpu mode with native=True (each sample also unwinds the C stack with
+      libunwind), next to the cpu rows' floor; compare with the cpu row of the same timer.
     """
 )
 
@@ -277,12 +282,19 @@ def configurations() -> list[dict]:
                 configs.append({"name": label, "kind": "spprof", "program": "python", **common})
                 configs.append({"name": f"floor {label}", "kind": "floor", "program": "floor",
                                 **common})
+    # Native frames (native=True): CPU mode, next to the same timer's floor.
+    for interval in INTERVALS:
+        for backend, short in BACKENDS:
+            common = {"interval": interval, "backend": backend, "mode": "cpu", "native": True,
+                      "floor": f"floor cpu {interval:>2} ms {short}"}
+            configs.append({"name": f"native {interval:>2} ms {short}", "kind": "spprof",
+                            "program": "python", **common})
     return configs
 
 
 def args_of(cfg: dict, rounds: int) -> list[str]:
     return [cfg["kind"], str(cfg.get("interval", 0)), cfg.get("backend", "-"),
-            cfg.get("mode", "cpu"), str(rounds)]
+            cfg.get("mode", "cpu"), str(rounds), "native" if cfg.get("native") else "python"]
 
 
 def summarize(runs: list[dict], base_runs: list[dict], cfg: dict) -> dict:
@@ -440,7 +452,7 @@ def main() -> int:
         if cfg["kind"] != "spprof":
             continue
         s = summary[cfg["name"]]
-        fl = summary[f"floor {cfg['name']}"]
+        fl = summary[cfg.get("floor", f"floor {cfg['name']}")]
         if "wall_ms" in s:
             ran = "/".join(s["backend_ran"]) + ("" if s["backend_ok"] else "!")
             left = (f"{ran:<13} {pct(s['overhead_pct'], 7)} {spread(s):>14} {pct(s['paired_pct'])} "
@@ -452,8 +464,8 @@ def main() -> int:
         else:
             right = f"{'-':>7} {'-':>14} {'-':>7}"
         print(f"{cfg['name']:<17} {left} | {right}")
-        for label, st in ((cfg["name"], s), (f"floor {cfg['name']}", fl)):
-            if problem(st):
+        for label, st in ((cfg["name"], s), (cfg.get("floor", f"floor {cfg['name']}"), fl)):
+            if problem(st) and f"  {label}: {problem(st)}" not in notes:
                 notes.append(f"  {label}: {problem(st)}")
     print()
     print(LEGEND, end="")

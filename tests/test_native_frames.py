@@ -62,6 +62,12 @@ static pthread_t t;
 static double secs;
 void start_c_thread(double seconds) { secs = seconds; pthread_create(&t, 0, worker, &secs); }
 void join_c_thread(void) { pthread_join(t, 0); }
+typedef long (*callback_t)(long);
+__attribute__((noinline)) long call_back_n(callback_t cb, long n) {
+    long s = 0;
+    for (long i = 0; i < n; ++i) s += cb(i);
+    return s;
+}
 """
 
 
@@ -90,6 +96,9 @@ def python_caller(seconds):
 
 def names(sample):
     return [f.function_name for f in sample.frames]
+
+CALLBACK = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long)
+lib.call_back_n.argtypes = [CALLBACK, ctypes.c_long]
 """
 
 
@@ -133,6 +142,75 @@ emit(out)
     assert with_native["stats_native"] is True and with_native["native_samples"] >= with_native["samples"] * 0.9
     assert without["samples"] >= 100 and without["ok"] == without["samples"], without
     assert without["stats_native"] is False and without["native_samples"] == 0
+
+
+def test_c_code_between_python_runs_is_spliced_in(hotlib: str) -> None:
+    """Python -> C -> Python: a C function of the library calls a Python
+    callback (through ctypes) that burns CPU. With native=True >= 90% of
+    the callback's samples read outer -> ... -> call_back_n -> ... ->
+    py_callback, root to leaf: the C frames between the two Python runs are
+    in place, native, and outer is the callback's only Python ancestor.
+    A key function called by sorted() (the interpreter's own C code between
+    the runs): the interpreter's frames are left out, the key function sits
+    right under its caller, as without native frames."""
+    result = run_scenario(f"LIB = {hotlib!r}\n" + PRELUDE + """
+def py_callback(i):
+    x = 0
+    for k in range(3000):
+        x += k
+    return 1
+
+def py_key(v):
+    x = 0
+    for k in range(300):
+        x += k
+    return -v
+
+callback = CALLBACK(py_callback)
+
+def outer():
+    return lib.call_back_n(callback, 2500)
+
+def sorter():
+    return sorted(range(20000), key=py_key)
+
+spprof.start(interval_ms=1, native=True)
+outer()
+sorter()
+prof = spprof.stop()
+cb = {"samples": 0, "ok": 0, "other": []}
+key = {"samples": 0, "ok": 0, "other": []}
+for s in prof.samples:
+    n = names(s)
+    if "py_callback" in n:
+        cb["samples"] += 1
+        i, j = n.index("outer"), n.index("py_callback")
+        between = s.frames[i + 1:j]
+        b = [f.function_name for f in between]
+        python_above = [f.function_name for f in s.frames[:j] if not f.is_native]
+        if ("call_back_n" in b and all(f.is_native for f in between)
+                and between[b.index("call_back_n")].filename == LIB
+                and python_above[-1:] == ["outer"] and all(f.is_native for f in s.frames[j + 1:])):
+            cb["ok"] += 1
+        else:
+            cb["other"].append(n)
+    if "py_key" in n:
+        key["samples"] += 1
+        j = n.index("py_key")
+        if n[j - 1] == "sorter" and all(f.is_native for f in s.frames[j + 1:]):
+            key["ok"] += 1
+        else:
+            key["other"].append(n)
+cb["other"] = cb["other"][:5]
+key["other"] = key["other"][:5]
+emit({"callback": cb, "key": key})
+""")
+    print(result)
+    cb, key = result["callback"], result["key"]
+    assert cb["samples"] >= 100, cb
+    assert cb["ok"] >= 0.9 * cb["samples"], cb
+    assert key["samples"] >= 50, key
+    assert key["ok"] >= 0.9 * key["samples"], key
 
 
 def test_zlib_and_hashlib_leaves_in_threads(hotlib: str) -> None:
@@ -224,6 +302,24 @@ def test_native_frames_in_the_outputs_and_the_command_line(hotlib: str, tmp_path
     assert done.returncode == 0, done.stderr
     rows = [line for line in text.read_text().splitlines() if " hot_kernel " in line]
     assert rows and all("[native]" in row and "libspprof_hot.so" in row for row in rows), rows
+    # pprof: a native function's locations are in a mapping of its library,
+    # without a line; Python functions' in the one [python] mapping.
+    from spprof.writers.pprof import decode
+    pb = tmp_path / "out.pb.gz"
+    done = subprocess.run([sys.executable, "-m", "spprof", "run", "--native", "-i", "1", "-o", str(pb),
+                           str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    msg = decode(pb.read_bytes())
+    st = msg["string_table"]
+    mappings = {m["id"]: st[m["filename"]] for m in msg["mapping"]}
+    funcs = {f["id"]: st[f["name"]] for f in msg["function"]}
+    where = {}
+    for loc in msg["location"]:
+        for ln in loc["line"]:
+            where.setdefault(funcs[ln["function_id"]], set()).add((mappings[loc["mapping_id"]], ln["line"]))
+    assert where["hot_kernel"] == {(hotlib, 0)}, where["hot_kernel"]
+    assert {m for m, _ in where["python_caller"]} == {"[python]"}
+    assert all(line > 0 for _, line in where["python_caller"]), where["python_caller"]
 
 
 def test_native_argument_is_checked() -> None:
@@ -352,3 +448,87 @@ emit({"profiler": hot(p.profile), "decorator": hot(decorated.last_profile),
 """)
     print(result)
     assert result["profiler"] >= 50 and result["decorator"] >= 50, result
+
+
+CYTHON_SRC = """
+# cython: language_level=3
+def process(data, int rounds):
+    cdef long total = 0
+    cdef int r, i
+    for r in range(rounds):
+        for i in range(len(data)):
+            total += mix(data[i], r)
+    return total
+
+cdef long mix(long a, int r):
+    cdef long x = a
+    cdef int k
+    for k in range(50):
+        x = (x * 31 + r) % 1000003
+    return x
+
+class Pipeline:
+    def run(self, data, int rounds):
+        return process(data, rounds)
+"""
+
+
+@pytest.fixture(scope="module")
+def cython_module(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A module compiled with Cython here (cython, then cc), its directory."""
+    import os
+    import sys
+    import sysconfig
+    cython = shutil.which("cython", path=os.path.dirname(sys.executable))
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cython is None or cc is None:
+        msg = "Cython or a C compiler is missing"
+        if os.environ.get("SPPROF_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{msg}, and SPPROF_REQUIRE_TOOLS=1", pytrace=False)
+        pytest.skip(msg)
+    d = tmp_path_factory.mktemp("cython")
+    (d / "hotcy.pyx").write_text(CYTHON_SRC)
+    subprocess.run([cython, "-3", "hotcy.pyx", "-o", "hotcy.c"], cwd=d, check=True,
+                   capture_output=True, timeout=300)
+    so = "hotcy" + sysconfig.get_config_var("EXT_SUFFIX")
+    subprocess.run([cc, "-O1", "-g", "-shared", "-fPIC", "-I" + sysconfig.get_paths()["include"],
+                    "-o", so, "hotcy.c"], cwd=d, check=True, capture_output=True, timeout=300)
+    return str(d)
+
+
+@pytest.mark.default_python
+def test_cython_functions_appear_by_name(cython_module: str) -> None:
+    """A Cython-compiled method calling a compiled function: with
+    native=True >= 90% of the caller's samples read caller ->
+    hotcy.Pipeline.run (Cython) -> hotcy.process (Cython), named after the
+    Python functions they compile (not Cython's C symbols), native, from
+    the module's file, without Cython's call helpers between them."""
+    result = run_scenario(f"import sys; sys.path.insert(0, {cython_module!r})\n" + """
+import spprof, hotcy
+
+def caller():
+    return hotcy.Pipeline().run(list(range(2000)), 400)
+
+spprof.start(interval_ms=1, native=True)
+caller()
+prof = spprof.stop()
+mine, ok, other = 0, 0, []
+for s in prof.samples:
+    n = [f.function_name for f in s.frames]
+    if "caller" not in n:
+        continue
+    mine += 1
+    tail = s.frames[n.index("caller") + 1:]
+    t = [f.function_name for f in tail]
+    # hotcy.process is the leaf, or runs a Cython helper or the interpreter's C code
+    if (t[:2] == ["hotcy.Pipeline.run (Cython)", "hotcy.process (Cython)"]
+            and all(f.filename == hotcy.__file__ for f in tail[:2])
+            and all(f.is_native for f in tail)):
+        ok += 1
+    else:
+        other.append(t)
+emit({"samples": mine, "ok": ok, "other": other[:5]})
+""")
+    print(result)
+    assert result["samples"] >= 100, result
+    assert result["ok"] >= 0.9 * result["samples"], result

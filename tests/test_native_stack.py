@@ -186,7 +186,16 @@ def test_demangling_of_cpp_and_rust_legacy_names():
     rust = "_$LT$pyo3..instance..Py$LT$T$GT$$u20$as$u20$core..ops..drop..Drop$GT$"
     mangled = f"_ZN{len(rust)}{rust}4drop17hfedcba9876543210E"
     assert _native._demangle(mangled) == "<pyo3::instance::Py<T> as core::ops::drop::Drop>::drop"
-    for plain in ("deflate", "__pyx_pw_5cymod_1process", "_Zoops", ""):
+    # Python functions compiled by Cython and mypyc: named after the Python
+    # function (module, classes, name).
+    assert _native._demangle("__pyx_pw_5cymod_1process") == "cymod.process (Cython)"
+    assert _native._demangle("__pyx_pf_5cymod_8Pipeline_2run") == "cymod.Pipeline.run (Cython)"
+    assert _native._demangle("__pyx_f_5cymod_mix") == "cymod.mix (Cython)"
+    assert (_native._demangle("CPyDef_linegen___LineGenerator___visit_default")
+            == "linegen.LineGenerator.visit_default (mypyc)")
+    assert _native._demangle("CPyPy_trans___is_split") == "trans.is_split (mypyc)"
+    for plain in ("deflate", "_Zoops", "", "__pyx_pw_", "__pyx_pw_99cymod_1f", "__pyx_pw_5cymod_",
+                  "__pyx_module_is_main_cymod", "CPyDef_"):
         assert _native._demangle(plain) == plain
 
 

@@ -72,8 +72,10 @@ const compat::InterpreterFrame* read_frame(PyThreadState* tstate,
 // on 3.13). `cf_copy` holds a readable copy of *cf.
 WalkResult walk_chain(PyThreadState* tstate, const compat::InterpreterFrame* frame,
                       const compat::CFrame* cf, const compat::CFrame* cf_copy, RawFrame* out,
-                      int max_frames, const void* gc_frame) {
+                      int max_frames, const void* gc_frame, EvalRuns* runs) {
     WalkResult r;
+    if (runs != nullptr) runs->count = 0;
+    int run_start = 0;  // the innermost frame of the run being walked
     // Brent's cycle detection: remember one frame, compare each new frame
     // with it, move the checkpoint forward at powers of two. O(n), no memory.
     const compat::InterpreterFrame* checkpoint = nullptr;
@@ -98,7 +100,14 @@ WalkResult walk_chain(PyThreadState* tstate, const compat::InterpreterFrame* fra
             r.invalid = true;
             break;
         }
+        // Set when this frame ends a run of the eval loop: where that call of
+        // the loop keeps its C frame (3.11/3.12) or its entry shim (3.13).
+        uintptr_t run_anchor = 0;
+        if (!compat::kHasCFrames && !compat::frame_is_python(f)) {
+            run_anchor = reinterpret_cast<uintptr_t>(frame);
+        }
         if (compat::kHasCFrames && compat::frame_is_entry(f)) {
+            run_anchor = reinterpret_cast<uintptr_t>(cf);
             // The frame the enclosing eval loop runs must come next.
             if (!plausible_pointer(cf) || cf_copy == nullptr) {
                 r.invalid = true;
@@ -148,10 +157,16 @@ WalkResult walk_chain(PyThreadState* tstate, const compat::InterpreterFrame* fra
                     if (idx < 0 || idx >= header.ob_size) idx = -1;
                     out[r.depth].code = reinterpret_cast<uintptr_t>(code);
                     out[r.depth].instr = idx;
-                    out[r.depth].reserved = 0;
+                    out[r.depth].native_eval = 0;
                     ++r.depth;
                 }
             }
+        }
+        if (run_anchor != 0 && runs != nullptr && r.depth > run_start) {
+            runs->first_frame[runs->count] = static_cast<uint16_t>(run_start);
+            runs->anchor[runs->count] = run_anchor;
+            ++runs->count;
+            run_start = r.depth;
         }
         frame = f->previous;
     }
@@ -230,7 +245,8 @@ WalkResult walk_other_stack(PyThreadState* tstate, pid_t tid, uint64_t uid, RawF
             continue;
         }
         r = walk_chain(nullptr, before.frame, before.cf,
-                       before.cf == nullptr ? nullptr : &before.cf_copy, out, max_frames, nullptr);
+                       before.cf == nullptr ? nullptr : &before.cf_copy, out, max_frames, nullptr,
+                       nullptr);
         // The thread may have run meanwhile: what was read holds only if it
         // is still where the walk started (same frame, same code, same
         // caller, same instruction).
@@ -251,7 +267,8 @@ WalkResult walk_other_stack(PyThreadState* tstate, pid_t tid, uint64_t uid, RawF
 }
 
 WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames,
-                          const void* gc_frame) {
+                          const void* gc_frame, EvalRuns* runs) {
+    if (runs != nullptr) runs->count = 0;
     if (!plausible_pointer(tstate)) {
         WalkResult r;
         r.invalid = true;
@@ -259,7 +276,7 @@ WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames,
     }
     if constexpr (!compat::kHasCFrames) {
         return walk_chain(tstate, compat::current_frame(tstate), nullptr, nullptr, out, max_frames,
-                          gc_frame);
+                          gc_frame, runs);
     } else {
         // tstate->cframe is always a live C frame (on this thread's stack),
         // though its fields may not be filled in yet.
@@ -272,7 +289,7 @@ WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames,
             return r;
         }
         WalkResult r = walk_chain(tstate, compat::cframe_current(&top), cf, &top, out, max_frames,
-                                  gc_frame);
+                                  gc_frame, runs);
         if (!r.invalid) return r;
         // Most likely the signal landed in an eval loop's prologue (see
         // compat.h): that loop has not started its frame yet, so the stack
@@ -284,7 +301,7 @@ WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames,
             return r;
         }
         WalkResult again = walk_chain(tstate, compat::cframe_current(&outer_copy), outer, &outer_copy,
-                                      out, max_frames, gc_frame);
+                                      out, max_frames, gc_frame, runs);
         if (again.invalid) return again;
         again.recovered = true;
         return again;

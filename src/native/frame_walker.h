@@ -25,12 +25,26 @@ struct WalkResult {
     int16_t gc_pos = -1;      // index in `out` of the frame `gc_frame`, if met
 };
 
+// The runs of the evaluation loop a walk met, innermost first: each call of
+// the loop runs one or more Python frames (calls between Python functions
+// stay in the same run); a run ends where the loop was entered from C. For
+// each run: the index (among the frames written) of its innermost frame,
+// and an address inside the C stack frame of the loop's call that runs it
+// (its C frame on 3.11/3.12, its entry shim on 3.13), which tells that call
+// apart on the native stack (native_unwind.h).
+struct EvalRuns {
+    int count = 0;
+    uint16_t first_frame[kMaxDepth];
+    uintptr_t anchor[kMaxDepth];
+};
+
 // Walk the frames of `tstate`, which must be the calling thread's own thread
 // state (its frames cannot change while this runs). When `gc_frame` is not
 // null, the index of that frame among those written is reported as gc_pos.
+// With `runs`, the runs of the frames written are reported there.
 // ASYNC-SIGNAL-SAFE.
 WalkResult walk_own_stack(PyThreadState* tstate, RawFrame* out, int max_frames,
-                          const void* gc_frame = nullptr);
+                          const void* gc_frame = nullptr, EvalRuns* runs = nullptr);
 
 // Walk the frames of another thread of this process: `tstate` is thread
 // `tid`'s thread state with unique id `uid`, as last seen with the GIL

@@ -172,17 +172,23 @@ void prepare_current_thread() {
 }
 
 // ASYNC-SIGNAL-SAFE: see native_unwind.h.
-int unwind_signal_context(void* ucontext, uintptr_t* ips, int max, bool stop_at_eval,
+int unwind_signal_context(void* ucontext, uintptr_t* ips, int max, EvalSplice* splice,
                           uint16_t* flags) {
     *flags = 0;
     const UnwindApi& a = api();
+    const int runs = splice == nullptr ? 0 : splice->count;
+    for (int j = 0; j < runs; ++j) splice->eval_at[j] = -1;
     if (!a.loaded() || max <= 0) return 0;
     unw_cursor_t cursor;
     if (a.init_local2(&cursor, static_cast<unw_context_t*>(ucontext), UNW_INIT_SIGNAL_FRAME) != 0) {
         *flags |= kTraceStepError;
         return 0;
     }
+    const bool stop_at_eval = splice != nullptr && runs == 0;
     int depth = 0;
+    int next_run = 0;        // the innermost run not placed yet
+    int pending = -1;        // an eval-loop frame whose extent is not known yet
+    uintptr_t pending_sp = 0;
     uintptr_t last_sp = 0;
     for (;;) {
         unw_word_t ip = 0, sp = 0;
@@ -192,13 +198,32 @@ int unwind_signal_context(void* ucontext, uintptr_t* ips, int max, bool stop_at_
             *flags |= kTraceBadFrame;
             break;
         }
-        if (stop_at_eval && in_eval_loop(ip)) {
+        if (pending >= 0) {
+            // The loop's call at `pending` holds its locals in [its SP, this
+            // caller's SP): a run whose anchor is there is the one it runs.
+            // An anchor below was not met in any call of the loop (-1).
+            while (next_run < runs && splice->anchor[next_run] < pending_sp) ++next_run;
+            if (next_run < runs && splice->anchor[next_run] < sp) {
+                splice->eval_at[next_run++] = static_cast<int16_t>(pending);
+                if (next_run == runs) {
+                    *flags |= kTraceReachedEval;
+                    break;  // the rest is how the thread reached its outermost run
+                }
+            }
+            pending = -1;
+        }
+        const bool eval = in_eval_loop(ip);
+        if (stop_at_eval && eval) {
             *flags |= kTraceReachedEval;
             break;
         }
         if (depth == max) {
             *flags |= kTraceTruncated;
             break;
+        }
+        if (eval && runs > 0) {
+            pending = depth;
+            pending_sp = sp;
         }
         ips[depth++] = ip;
         last_sp = sp;

@@ -75,14 +75,29 @@ enum TraceFlags : uint16_t {
     kTraceReachedEval = 16,  // stopped at the evaluation loop (Python runs there)
 };
 
+// Where a Python thread's evaluation-loop runs are on its native stack
+// (frame_walker.h EvalRuns): `anchor[j]` is an address inside the C frame
+// of the loop's call that runs run j (innermost first, so ascending); the
+// unwind writes in `eval_at[j]` the index of that call's frame among the
+// ips it records, or -1 when it did not find it.
+struct EvalSplice {
+    int count = 0;
+    const uintptr_t* anchor = nullptr;
+    int16_t* eval_at = nullptr;
+};
+
 // ASYNC-SIGNAL-SAFE (see above). The native frames of the thread a signal
 // interrupted, from its context (the handler's third argument), leaf first
 // into ips[0..max): ips[0] is the interrupted instruction, the others
-// return addresses. With `stop_at_eval`, the unwind ends before the first
-// frame of the evaluation loop (kTraceReachedEval): the frames recorded are
-// the C code the innermost Python frame called. Returns the depth (0 when
-// the unwinder is not loaded).
-int unwind_signal_context(void* ucontext, uintptr_t* ips, int max, bool stop_at_eval,
+// return addresses. Without `splice` (a thread without Python): its whole
+// stack. With a splice of no runs (a Python thread whose Python frames
+// could not be read): up to the first frame of the evaluation loop
+// (kTraceReachedEval), the C code the thread runs. Else up to and including
+// the loop's call that runs the outermost run, each run's call found by its
+// anchor: the frames between two of them are the C code one run called on
+// its way to the next (a C function calling back into Python). Returns the
+// depth (0 when the unwinder is not loaded).
+int unwind_signal_context(void* ucontext, uintptr_t* ips, int max, EvalSplice* splice,
                           uint16_t* flags);
 
 }  // namespace spprof::native

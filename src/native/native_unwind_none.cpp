@@ -18,7 +18,7 @@ int unwind_current_thread(NativeStack& out) {
     return 0;
 }
 
-int unwind_signal_context(void*, uintptr_t*, int, bool, uint16_t* flags) {
+int unwind_signal_context(void*, uintptr_t*, int, EvalSplice*, uint16_t* flags) {
     *flags = 0;
     return 0;
 }

@@ -1,5 +1,6 @@
 #include "resolver.h"
 
+#include <cstring>
 #include <new>
 
 #include "symbolizer.h"
@@ -15,48 +16,78 @@ void Resolver::clear() {
     interp_lo_ = interp_hi_ = 0;
 }
 
-void Resolver::native_frames(const NativeTrace& trace, bool python, Aggregator& out,
-                             std::vector<uint32_t>* frames) {
-    frames->clear();
+void Resolver::intern_native(const NativeTrace& trace, Aggregator& out) {
     const int depth = trace.depth;
-    auto key = [&](int i) { return (uint64_t{trace.ip[i]} << 1) | (i == 0 ? 0u : 1u); };
     bool known = true;
-    for (int i = 0; i < depth && known; ++i) known = native_frames_.count(key(i)) != 0;
-    if (!known) {
-        if (interp_hi_ == 0) native::interpreter_range(&interp_lo_, &interp_hi_);
-        const std::vector<native::Symbol> symbols = native::symbolize_trace(trace.ip, depth);
-        for (int i = 0; i < depth; ++i) {
-            if (native_frames_.count(key(i)) != 0) continue;
-            const native::Symbol& sym = symbols[static_cast<size_t>(i)];
-            std::string name = sym.name;
-            if (!sym.resolved) {
-                // One entry per library for what it does not name, not one
-                // per instruction.
-                const size_t slash = sym.object.rfind('/');
-                name = "?? (" + (sym.object.empty() ? std::string("unknown") : sym.object.substr(slash + 1)) + ")";
-            }
-            // Native frames have no line: -1 marks them (result_export.h).
-            const uint32_t frame =
-                out.intern_frame(out.intern_string(name), out.intern_string(sym.object), kNativeLine);
-            const uintptr_t ip = i == 0 ? trace.ip[i] : trace.ip[i] - 1;
-            native_frames_.emplace(key(i), std::make_pair(frame, ip >= interp_lo_ && ip < interp_hi_));
+    for (int i = 0; i < depth && known; ++i) known = native_frames_.count(native_key(trace, i)) != 0;
+    if (known) return;
+    if (interp_hi_ == 0) native::interpreter_range(&interp_lo_, &interp_hi_);
+    const std::vector<native::Symbol> symbols = native::symbolize_trace(trace.ip, depth);
+    for (int i = 0; i < depth; ++i) {
+        if (native_frames_.count(native_key(trace, i)) != 0) continue;
+        const native::Symbol& sym = symbols[static_cast<size_t>(i)];
+        std::string name = sym.name;
+        if (!sym.resolved) {
+            // One entry per library for what it does not name, not one
+            // per instruction.
+            const size_t slash = sym.object.rfind('/');
+            name = "?? (" + (sym.object.empty() ? std::string("unknown") : sym.object.substr(slash + 1)) + ")";
         }
+        // Native frames have no line: -1 marks them (result_export.h).
+        const uint32_t frame =
+            out.intern_frame(out.intern_string(name), out.intern_string(sym.object), kNativeLine);
+        const uintptr_t ip = i == 0 ? trace.ip[i] : trace.ip[i] - 1;
+        auto ends_with = [&](const char* suffix) {
+            const size_t n = std::strlen(suffix);
+            return name.size() >= n && name.compare(name.size() - n, n, suffix) == 0;
+        };
+        NativeEntry entry{frame, ip >= interp_lo_ && ip < interp_hi_, native::in_eval_loop(ip),
+                          ends_with(" (Cython)") || ends_with(" (mypyc)"),
+                          name.compare(0, 6, "__Pyx_") == 0};
+        native_frames_.emplace(native_key(trace, i), entry);
     }
-    // Root first. A Python thread's trace ends (root side) where the
-    // evaluation loop called out: the interpreter's frames there are how
-    // the call reached the C function, shown only when nothing else is.
-    int top = depth - 1;
-    if (python) {
-        int first_other = -1;
-        for (int i = depth - 1; i >= 0; --i) {
-            if (!native_frames_.at(key(i)).second) {
-                first_other = i;
-                break;
-            }
+}
+
+void Resolver::native_segment(const NativeTrace& trace, int lo, int hi, Trim trim,
+                              std::vector<uint32_t>* frames) const {
+    auto entry = [&](int i) -> const NativeEntry& { return native_frames_.at(native_key(trace, i)); };
+    if (trim != Trim::none) {
+        // Root side: the interpreter's frames between the evaluation loop
+        // and the C function the Python code called (how the call got
+        // there). Between two runs also the leaf side: how that function
+        // called back into Python. At the leaf they are shown when nothing
+        // else is (the thread runs the interpreter's own C code).
+        int top = hi - 1;
+        while (top >= lo && entry(top).interpreter) --top;
+        if (top < lo) {
+            if (trim == Trim::between_runs) return;
+            top = hi - 1;
         }
-        if (first_other >= 0) top = first_other;
+        if (trim == Trim::between_runs) {
+            while (lo < top && entry(lo).interpreter) ++lo;
+        }
+        hi = top + 1;
     }
-    for (int i = top; i >= 0; --i) frames->push_back(native_frames_.at(key(i)).first);
+    for (int i = hi - 1; i >= lo; --i) {
+        // A compiled Python function is a wrapper calling its body, both
+        // named after it: one frame.
+        const NativeEntry& e = entry(i);
+        if (e.compiled && !frames->empty() && frames->back() == e.frame) continue;
+        // Cython's helpers between compiled functions (calls, argument
+        // parsing): shown only where the thread runs them.
+        if (e.cython_helper && i > 0) continue;
+        frames->push_back(e.frame);
+    }
+}
+
+int Resolver::previous_run_eval(const SampleSlot& slot, int i) {
+    // The nearest frame inside (leaf side of) frame i that starts a run:
+    // its run's call of the loop, when the unwind found it (else -1).
+    for (int k = i - 1; k >= 0; --k) {
+        const int32_t e = slot.frames[k].native_eval;
+        if (e != 0) return e > 0 ? e - 1 : -1;
+    }
+    return -1;
 }
 
 uint32_t Resolver::thread_frame(pid_t tid, Aggregator& out) {
@@ -122,6 +153,15 @@ size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& ou
             // the frame that triggered it (frames above it are finalizers the
             // collection ran).
             const int gc_pos = slot->gc_pos;
+            const NativeTrace* trace = buffer.trace_of(slot);
+            if (trace != nullptr && trace->depth == 0) trace = nullptr;
+            if (keep && trace != nullptr) {
+                if (room() == 0) {
+                    keep = false;
+                } else {
+                    intern_native(*trace, out);
+                }
+            }
             for (int i = static_cast<int>(slot->depth) - 1; keep && i >= 0; --i) {
                 size_t left = room();
                 bool over = false;
@@ -133,16 +173,41 @@ size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& ou
                 }
                 extend(frame_for(info, raw.instr, out));
                 if (i == gc_pos) extend(special_frame("<gc>", out));
+                // The C code this frame called on its way to the run inside
+                // it: between the two runs' calls of the evaluation loop.
+                if (trace != nullptr && i > 0 && raw.native_eval > 0) {
+                    const int inner = previous_run_eval(*slot, i);
+                    if (inner >= 0 && inner < raw.native_eval - 1 && raw.native_eval <= trace->depth) {
+                        native_stack_.clear();
+                        native_segment(*trace, inner + 1, raw.native_eval - 1, Trim::between_runs,
+                                       &native_stack_);
+                        for (uint32_t frame : native_stack_) extend(frame);
+                    }
+                }
             }
             if (keep && gc_pos >= 0 && slot->depth == 0) extend(special_frame("<gc>", out));
-            const NativeTrace* trace = buffer.trace_of(slot);
-            if (keep && trace != nullptr && trace->depth > 0) {
-                if (room() == 0) {
-                    keep = false;
-                } else {
-                    native_frames(*trace, !(slot->flags & kSampleNoThreadState), out, &native_stack_);
-                    for (uint32_t frame : native_stack_) extend(frame);
+            if (keep && trace != nullptr) {
+                // The leaf: the C code the innermost Python frame runs, up
+                // to its run's call of the evaluation loop (or the first
+                // call of it the unwind met).
+                const bool python = !(slot->flags & kSampleNoThreadState);
+                int end = trace->depth;
+                if (python) {
+                    const int eval0 = slot->depth > 0 ? slot->frames[0].native_eval - 1 : -1;
+                    if (eval0 >= 0 && eval0 < end) {
+                        end = eval0;
+                    } else {
+                        for (int i = 0; i < end; ++i) {
+                            if (native_frames_.at(native_key(*trace, i)).eval_loop) {
+                                end = i;
+                                break;
+                            }
+                        }
+                    }
                 }
+                native_stack_.clear();
+                native_segment(*trace, 0, end, python ? Trim::leaf : Trim::none, &native_stack_);
+                for (uint32_t frame : native_stack_) extend(frame);
             }
             // A thread with a thread state but no Python frame running: at
             // its start or exit, between two calls from C, in C code called

@@ -41,11 +41,27 @@ private:
     uint32_t frame_for(const CodeInfo* info, int32_t instr, Aggregator& out);
     uint32_t special_frame(const char* name, Aggregator& out);
     uint32_t thread_frame(pid_t tid, Aggregator& out);
-    // The frames of a sample's native trace, root first, into `frames`:
-    // for a Python thread (`python`) without the interpreter's own frames
-    // between the evaluation loop and the first frame of another object
-    // (the calls that led from Python to the C function).
-    void native_frames(const NativeTrace& trace, bool python, Aggregator& out, std::vector<uint32_t>* frames);
+    // Native frames (sessions with native frames): every frame of a trace
+    // named and cached; then the frames ips[lo, hi) of a trace, root first,
+    // appended to `frames`. Trim::leaf drops the interpreter's frames on the
+    // root side (how the evaluation loop reached the C function) unless
+    // nothing else is there; Trim::between_runs drops them on both sides,
+    // and all of them when nothing else is there.
+    enum class Trim { none, leaf, between_runs };
+    void intern_native(const NativeTrace& trace, Aggregator& out);
+    void native_segment(const NativeTrace& trace, int lo, int hi, Trim trim,
+                        std::vector<uint32_t>* frames) const;
+    static int previous_run_eval(const SampleSlot& slot, int i);
+    static uint64_t native_key(const NativeTrace& trace, int i) {
+        return (uint64_t{trace.ip[i]} << 1) | (i == 0 ? 0u : 1u);
+    }
+    struct NativeEntry {
+        uint32_t frame;
+        bool interpreter;  // in the interpreter's code
+        bool eval_loop;    // in the evaluation loop itself
+        bool compiled;     // a Python function compiled to C (Cython, mypyc)
+        bool cython_helper;  // one of Cython's utility functions (__Pyx_...)
+    };
 
     // code info id -> (name string id, file string id)
     std::unordered_map<uint32_t, std::pair<uint32_t, uint32_t>> names_;
@@ -53,8 +69,8 @@ private:
     std::unordered_map<uint64_t, uint32_t> frames_;
     std::function<std::string(pid_t)> label_;
     std::unordered_map<pid_t, uint32_t> thread_frames_;  // tid -> its <native thread> frame
-    // (address << 1 | not the interrupted instruction) -> (frame id, in the interpreter)
-    std::unordered_map<uint64_t, std::pair<uint32_t, bool>> native_frames_;
+    // (address << 1 | not the interrupted instruction) -> its frame
+    std::unordered_map<uint64_t, NativeEntry> native_frames_;
     uintptr_t interp_lo_ = 0, interp_hi_ = 0;  // the interpreter's code (unwind_tables.h)
     std::vector<uint32_t> native_stack_;  // scratch
     uint64_t allocation_failures_ = 0;

@@ -20,7 +20,10 @@ inline constexpr int kMaxDepth = 128;  // frames kept per sample (innermost)
 struct RawFrame {
     uintptr_t code;     // PyCodeObject* as captured (not a reference)
     int32_t instr;      // instruction index in code units, -1 = not started
-    int32_t reserved;
+    // Samples with native frames: 0, or this frame is the innermost of a
+    // run of the evaluation loop (frame_walker.h EvalRuns) whose call of the
+    // loop is the sample's native frame native_eval - 1 (-1: not found).
+    int32_t native_eval;
 };
 
 // SampleSlot::flags

@@ -271,6 +271,11 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
         slot->weight = weight;
         slot->flags = 0;
         slot->gc_pos = -1;
+        // Native frames: where the evaluation loop runs each run of the
+        // Python frames (filled by the walk, placed by the unwind).
+        const bool want_native = uc != nullptr && st.native.load(std::memory_order_relaxed) &&
+                                 st.buffer->trace_of(slot) != nullptr;
+        EvalRuns runs;
         if (tstate == nullptr) {
             slot->depth = 0;
             slot->truncated = 0;
@@ -290,10 +295,12 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
             const void* gc_frame = nullptr;
             bool in_gc = st.gc_tid.load(std::memory_order_acquire) == tid;
             if (in_gc) gc_frame = st.gc_frame.load(std::memory_order_acquire);
-            WalkResult walk = walk_own_stack(tstate, slot->frames, kMaxDepth, gc_frame);
+            WalkResult walk = walk_own_stack(tstate, slot->frames, kMaxDepth, gc_frame,
+                                             want_native ? &runs : nullptr);
             slot->depth = walk.depth;
             slot->truncated = walk.truncated ? 1 : 0;
             if (walk.invalid) {
+                runs.count = 0;
                 // The signal landed while the interpreter was relinking its
                 // frames (an eval loop's prologue, on 3.11/3.12): what was
                 // read cannot be trusted. The sample keeps its weight under
@@ -314,12 +321,19 @@ void take_sample(HandlerState& st, int signo, siginfo_t* info, void* uc) {
         if (NativeTrace* trace = st.buffer->trace_of(slot)) {
             trace->depth = 0;
             trace->flags = 0;
-            if (uc != nullptr && st.native.load(std::memory_order_relaxed)) {
-                // A Python thread: the C code its innermost Python frame
-                // called (up to the evaluation loop); a thread without
-                // Python: its whole native stack.
+            if (want_native) {
+                // A Python thread: the C code between its runs of the
+                // evaluation loop, each run's innermost frame told where its
+                // call of the loop is among the native frames (RawFrame::
+                // native_eval); a thread without Python: its whole stack.
+                int16_t eval_at[kMaxDepth];
+                native::EvalSplice splice{runs.count, runs.anchor, eval_at};
                 trace->depth = static_cast<uint16_t>(native::unwind_signal_context(
-                    uc, trace->ip, kMaxNativeDepth, tstate != nullptr, &trace->flags));
+                    uc, trace->ip, kMaxNativeDepth, tstate != nullptr ? &splice : nullptr,
+                    &trace->flags));
+                for (int j = 0; j < runs.count; ++j) {
+                    slot->frames[runs.first_frame[j]].native_eval = eval_at[j] >= 0 ? eval_at[j] + 1 : -1;
+                }
                 if (trace->depth > 0) c.native_samples.fetch_add(1, std::memory_order_relaxed);
                 if (trace->flags & native::kTraceUncovered) {
                     c.native_uncovered.fetch_add(1, std::memory_order_relaxed);

@@ -352,10 +352,64 @@ std::string rust_legacy(const std::string& s) {
     return out;
 }
 
+// Cython's names for a module's functions: a prefix, the scopes (module,
+// classes) each as <length><name>, then "_" and the function's name,
+// itself after an ordinal for Python-visible functions:
+// __pyx_pw_5hotcy_8Pipeline_1run is hotcy.Pipeline.run, __pyx_f_5hotcy_mix
+// (a cdef function) hotcy.mix. "" when `name` is not one.
+std::string cython_name(const char* name) {
+    static const char* const kPrefixes[] = {"__pyx_pw_", "__pyx_pf_", "__pyx_f_", "__pyx_gb_"};
+    const char* p = nullptr;
+    for (const char* prefix : kPrefixes) {
+        if (std::strncmp(name, prefix, std::strlen(prefix)) == 0) {
+            p = name + std::strlen(prefix);
+            break;
+        }
+    }
+    if (p == nullptr) return "";
+    std::string out;
+    for (;;) {
+        // Another scope: <length><name> followed by "_".
+        char* end = nullptr;
+        const long n = std::isdigit(static_cast<unsigned char>(*p)) ? std::strtol(p, &end, 10) : -1;
+        if (n <= 0 || static_cast<size_t>(n) > std::strlen(end) || end[n] != '_' || end[n + 1] == '\0') break;
+        if (!out.empty()) out += '.';
+        out.append(end, static_cast<size_t>(n));
+        p = end + n + 1;
+    }
+    if (out.empty()) return "";
+    while (std::isdigit(static_cast<unsigned char>(*p))) ++p;  // the ordinal
+    if (*p == '\0') return "";
+    return out + "." + p + " (Cython)";
+}
+
+// mypyc's: CPyDef_ (the native function) or CPyPy_ (its Python wrapper),
+// then the module, classes and function joined by "___".
+std::string mypyc_name(const char* name) {
+    const char* p = nullptr;
+    if (std::strncmp(name, "CPyDef_", 7) == 0) p = name + 7;
+    if (std::strncmp(name, "CPyPy_", 6) == 0) p = name + 6;
+    if (p == nullptr || *p == '\0') return "";
+    std::string out;
+    for (; *p != '\0'; ++p) {
+        if (std::strncmp(p, "___", 3) == 0 && p[3] != '\0' && p[3] != '_') {
+            out += '.';
+            p += 2;
+        } else {
+            out += *p;
+        }
+    }
+    return out + " (mypyc)";
+}
+
 }  // namespace
 
 std::string demangle(const char* name) {
-    if (name[0] != '_' || name[1] != 'Z') return name;
+    if (name[0] != '_' || name[1] != 'Z') {
+        std::string compiled = cython_name(name);
+        if (compiled.empty()) compiled = mypyc_name(name);
+        return compiled.empty() ? std::string(name) : compiled;
+    }
     int status = 0;
     char* out = abi::__cxa_demangle(name, nullptr, nullptr, &status);
     if (status != 0 || out == nullptr) {

@@ -46,7 +46,9 @@ std::vector<Symbol> symbolize_trace(const uintptr_t* ip, int depth);
 std::string object_of(uintptr_t address);
 
 // A symbol name made readable: C++ and Rust legacy names demangled (Rust's
-// hash suffix dropped), anything else unchanged.
+// hash suffix dropped); the C functions Cython and mypyc generate named
+// after the Python function they compile ("module.Class.method (Cython)",
+// "module.func (mypyc)"); anything else unchanged.
 std::string demangle(const char* name);
 
 }  // namespace spprof::native

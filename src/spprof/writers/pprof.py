@@ -10,7 +10,9 @@ Mapping onto the schema:
 * one ``Function`` per (function name, file), ``start_line`` = the smallest
   line seen for it (the model does not record where a function is defined),
   ``system_name`` left empty so that pprof shows the name as written;
-* one ``Location`` per (function, line), holding a single ``Line``;
+* one ``Location`` per (function, line), holding a single ``Line``; native
+  frames (``native=True``) have no line and their own ``Mapping`` per
+  library (its path as the file name), Python frames share one ``[python]``;
 * one ``Sample`` per unique (thread, stack), ``location_id`` leaf first,
   values ``[samples, cpu nanoseconds]``, labelled ``thread_id`` (numeric) and
   ``thread_name`` (string, when known). Aggregating keeps the file
@@ -125,11 +127,21 @@ def build_message(profile: Profile, *, merge_threads: bool = False) -> bytes:
     func_ids: dict[tuple[str, str], int] = {}
     func_start: list[int] = []  # smallest line per function, by id - 1
     func_names: list[tuple[str, str]] = []
-    loc_ids: dict[tuple[int, int], int] = {}
-    loc_list: list[tuple[int, int]] = []  # (function id, line) by id - 1
+    loc_ids: dict[tuple[int, int, int], int] = {}
+    loc_list: list[tuple[int, int, int]] = []  # (function id, line, mapping id) by id - 1
     frame_loc: dict[int, int] = {}
 
-    def location(fname: str, filename: str, line: int) -> int:
+    # Native frames (native=True) live in the library that holds them: a
+    # mapping per library, named by its path, claiming its functions are
+    # resolved; their locations have no line.
+    native_maps: dict[str, int] = {}
+
+    def location(fname: str, filename: str, line: int, native: bool = False) -> int:
+        mapping_id = MAPPING_ID
+        if native:
+            line = 0
+            mapping_id = native_maps.get(filename) or native_maps.setdefault(
+                filename, MAPPING_ID + 1 + len(native_maps))
         fkey = (fname, filename)
         fid = func_ids.get(fkey)
         if fid is None:
@@ -139,7 +151,7 @@ def build_message(profile: Profile, *, merge_threads: bool = False) -> bytes:
         elif line > 0 and (line < func_start[fid - 1] or func_start[fid - 1] <= 0):
             # 0 means "unknown line" in the model, so it never wins.
             func_start[fid - 1] = line
-        lkey = (fid, line)
+        lkey = (fid, line, mapping_id)
         lid = loc_ids.get(lkey)
         if lid is None:
             lid = loc_ids[lkey] = len(loc_list) + 1
@@ -156,7 +168,7 @@ def build_message(profile: Profile, *, merge_threads: bool = False) -> bytes:
         for fr in reversed(frames):  # pprof wants the leaf first
             lid = frame_loc.get(id(fr))
             if lid is None:
-                lid = frame_loc[id(fr)] = location(fr.function_name, fr.filename, fr.lineno)
+                lid = frame_loc[id(fr)] = location(fr.function_name, fr.filename, fr.lineno, fr.is_native)
             ids.append(lid)
         if not ids:
             ids.append(location(NO_FRAMES, "", 0))
@@ -238,9 +250,12 @@ def build_message(profile: Profile, *, merge_threads: bool = False) -> bytes:
         )
         append(b"\x12" + _varint(len(body)) + body)  # field 2 (sample), wire 2
 
-    for lid, (fid, line) in enumerate(loc_list, 1):
+    # The libraries' mappings, now that the samples have met them all.
+    for path, mid in native_maps.items():
+        append(_len(3, _int(1, mid) + _int(5, strings(path)) + _int(7, 1) + _int(8, 1)))
+    for lid, (fid, line, mid) in enumerate(loc_list, 1):
         line_msg = _int(1, fid) + _int(2, line)
-        append(_len(4, _int(1, lid) + _int(2, MAPPING_ID) + _len(4, line_msg)))
+        append(_len(4, _int(1, lid) + _int(2, mid) + _len(4, line_msg)))
 
     # Only ``name`` is set, not ``system_name``: pprof "demangles" a function
     # whose system name equals its name, and for anything with angle brackets
