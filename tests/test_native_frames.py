@@ -532,3 +532,51 @@ emit({"samples": mine, "ok": ok, "other": other[:5]})
     print(result)
     assert result["samples"] >= 100, result
     assert result["ok"] >= 0.9 * result["samples"], result
+
+
+@pytest.mark.default_python
+def test_numpy_with_openblas_threads_cpu_and_kernels() -> None:
+    """numpy's linalg on OpenBLAS with 2 threads, native=True: the
+    profile's CPU (every thread's, the BLAS workers' included) is within 5%
+    of the process's CPU from os.times(); the workers' samples are under
+    their <native thread> root and name BLAS kernels; the Python caller's
+    C frames reach a BLAS kernel too."""
+    np = pytest.importorskip("numpy")
+    config = str(np.show_config(mode="dicts")).lower() if hasattr(np, "show_config") else ""
+    if "openblas" not in config:
+        pytest.skip("numpy here is not built with OpenBLAS")
+    result = run_scenario("""
+import os, numpy as np, spprof
+a = np.random.default_rng(1).random((600, 600))
+np.linalg.inv(a)  # OpenBLAS starts its threads
+def invert(n):
+    for _ in range(n):
+        np.linalg.inv(a)
+t0 = os.times()
+spprof.start(interval_ms=1, native=True)
+invert(15)
+prof = spprof.stop()
+t1 = os.times()
+process_ms = ((t1.user + t1.system) - (t0.user + t0.system)) * 1000
+workers, caller = {}, {}
+for s in prof.samples:
+    root, leaf = s.frames[0].function_name, s.frames[-1]
+    kernel = leaf.is_native and ("kernel" in leaf.function_name or "gemm" in leaf.function_name) \\
+        and "openblas" in os.path.basename(leaf.filename).lower()
+    side = workers if root.startswith("<native thread") else caller if "invert" in [f.function_name for f in s.frames] else None
+    if side is not None:
+        side["ms"] = side.get("ms", 0) + s.weight * prof.interval_ms
+        side["kernel_ms"] = side.get("kernel_ms", 0) + (s.weight * prof.interval_ms if kernel else 0)
+import collections
+roots = collections.Counter((s.thread_name, s.frames[0].function_name) for s in prof.samples)
+emit({"profile_ms": prof.total_cpu_ms, "process_ms": process_ms, "workers": workers, "caller": caller, "roots": roots.most_common(6),
+      "undelivered": prof.stats.raw.get("undelivered_weight"), "native_threads": prof.stats.raw.get("native_threads")})
+""", env={"OPENBLAS_NUM_THREADS": "2"})
+    print(result)
+    assert result["process_ms"] >= 500, result
+    assert abs(result["profile_ms"] - result["process_ms"]) <= 0.05 * result["process_ms"], result
+    workers, caller = result["workers"], result["caller"]
+    assert workers.get("ms", 0) >= 0.15 * result["process_ms"], result
+    # the rest: the workers spin in blas_thread_server waiting for work
+    assert workers["kernel_ms"] >= 0.25 * workers["ms"], result
+    assert caller["kernel_ms"] >= 0.5 * caller["ms"], result

@@ -82,3 +82,32 @@ def test_native_threads_are_sampled_and_named(native_lib, mode):
     assert r["native_threads"] >= 2
     assert 0.9 * r["process_cpu_ms"] <= r["profile_cpu_ms"] <= 1.1 * r["process_cpu_ms"], r
     assert "<native thread blas_worker_0>" in r["collapsed"]
+
+
+def test_a_native_thread_first_to_be_sampled_is_named(native_lib):
+    """The only thread on CPU is a native one (the Python thread waits in
+    pthread_join): the session's first frame is that thread's name, and
+    every one of its samples still reads <native thread NAME> (a frame id
+    of 0 was once taken for "no name", leaving the samples unnamed, or
+    <no Python frame> when a Python thread was first)."""
+    r = run_scenario(f"LIB = {native_lib!r}\n" + """
+import ctypes, spprof
+lib = ctypes.CDLL(LIB)
+lib.native_start.restype = ctypes.c_void_p
+lib.native_start.argtypes = [ctypes.c_char_p, ctypes.c_double, ctypes.c_double]
+lib.native_join.restype = ctypes.c_double
+lib.native_join.argtypes = [ctypes.c_void_p]
+worker = lib.native_start(b"solo_worker", 0.15, 0.3)
+spprof.start(interval_ms=5)
+lib.native_join(worker)
+prof = spprof.stop()
+stacks = {}
+for s in prof.samples:
+    key = f"{s.thread_name}|{'/'.join(f.function_name for f in s.frames)}"
+    stacks[key] = stacks.get(key, 0) + s.weight
+emit(stacks)
+""", timeout=120)
+    print(r)
+    mine = {k: w for k, w in r.items() if k.startswith("solo_worker|")}
+    assert sum(mine.values()) >= 30, r
+    assert list(mine) == ["solo_worker|<native thread solo_worker>"], r

@@ -592,14 +592,19 @@ for name, kw in {"forced": dict(backend="perf_event"), "fine": dict(interval_ms=
         errors[name] = str(e)
 emit({"backend": running.backend, "note": running.raw["backend_note"],
       "perf_created": running.raw["perf_timers_created"],
-      "cpu_ms": prof.total_cpu_ms, "samples": prof.sample_count, "errors": errors})
+      "cpu_ms": prof.total_cpu_ms, "samples": prof.sample_count, "errors": errors,
+      "undelivered_ms": prof.stats.raw["undelivered_weight"] * prof.interval_ms})
 """)
     print(result)
     assert result["backend"] == "timer_create" and result["perf_created"] == 0
     assert result["note"].startswith("perf_event is not available here: perf_event_open refused: ")
     assert "Permission denied" in result["note"]
-    # Weighted overruns keep the CPU exact: 300 ms burnt (plus start-up).
-    assert 280 <= result["cpu_ms"] <= 400, result
+    # Weighted overruns keep the CPU exact: 300 ms burnt (plus start-up);
+    # on a loaded machine the kernel signals POSIX CPU timers late, and
+    # what the thread used after its last signal is counted at stop() as
+    # undelivered (seen: 221 ms charged of ~300 under a parallel test run).
+    assert 280 <= result["cpu_ms"] + result["undelivered_ms"] <= 400, result
+    assert result["cpu_ms"] >= 150, result
     assert result["samples"] < result["cpu_ms"] / 1.5  # one sample per tick at most
     assert "backend='perf_event' is not available here" in result["errors"]["forced"]
     assert "Use backend='timer_create'" in result["errors"]["forced"]

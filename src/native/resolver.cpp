@@ -94,7 +94,7 @@ uint32_t Resolver::thread_frame(pid_t tid, Aggregator& out) {
     auto it = thread_frames_.find(tid);
     if (it != thread_frames_.end()) return it->second;
     std::string label = label_ ? label_(tid) : std::string();
-    if (label.empty()) return 0;  // not known as native (now): asked again next time
+    if (label.empty()) return kNoFrame;  // not known as native (now): asked again next time
     uint32_t frame = special_frame(label.c_str(), out);
     thread_frames_.emplace(tid, frame);
     return frame;
@@ -146,7 +146,8 @@ size_t Resolver::drain(SampleBuffer& buffer, CodeRegistry& codes, Aggregator& ou
             if (keep && (slot->flags & kSampleSubinterpreter)) extend(special_frame("<subinterpreter>", out));
             if (keep && (slot->flags & kSampleIncomplete)) extend(special_frame("<unknown stack>", out));
             if (keep && (slot->flags & kSampleNoThreadState)) {
-                if (uint32_t frame = thread_frame(slot->tid, out)) extend(frame);
+                const uint32_t frame = thread_frame(slot->tid, out);
+                if (frame != kNoFrame) extend(frame);
             }
             // Frames were captured leaf first; stacks are built root first. A
             // sample taken during a garbage collection gets <gc> right under

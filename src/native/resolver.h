@@ -40,6 +40,9 @@ public:
 private:
     uint32_t frame_for(const CodeInfo* info, int32_t instr, Aggregator& out);
     uint32_t special_frame(const char* name, Aggregator& out);
+    // The <native thread NAME> frame of thread `tid`, or kNoFrame (frame
+    // ids start at 0: the first frame of a session can be this one).
+    static constexpr uint32_t kNoFrame = UINT32_MAX;
     uint32_t thread_frame(pid_t tid, Aggregator& out);
     // Native frames (sessions with native frames): every frame of a trace
     // named and cached; then the frames ips[lo, hi) of a trace, root first,
