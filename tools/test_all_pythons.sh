@@ -7,7 +7,8 @@
 # Every version runs even when an earlier one fails; a summary line per
 # version comes last, and the exit status is non-zero if any failed. The
 # builds the later steps need (the sanitized copy for tests/test_sanitizers.py,
-# the other versions' venvs) are made in the background while the default
+# the extension without libunwind for tests/test_native_stack.py, the other
+# versions' venvs) are made in the background while the default
 # suite runs: its tests hold on a loaded machine by design.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -95,8 +96,12 @@ for minor in 3.11 3.12 3.13; do
   fi
 done
 
+# The extension built as without libunwind's headers, for
+# tests/test_native_stack.py (it builds it itself when this is not done).
+export SPPROF_NO_LIBUNWIND_BUILD="$root/build/no-libunwind"
 (
   .venv/bin/python tools/memcheck/run_asan.py --build-only || true
+  .venv/bin/python tools/build_without_libunwind.py "$SPPROF_NO_LIBUNWIND_BUILD" >/dev/null || true
   for minor in "${others[@]}"; do setup_version "$minor"; done
 ) > build/prebuild.log 2>&1 &
 prebuild=$!
