@@ -195,6 +195,9 @@ def test_demangling_of_cpp_and_rust_legacy_names():
     assert (_native._demangle("CPyDef_linegen___LineGenerator___visit_default")
             == "linegen.LineGenerator.visit_default (mypyc)")
     assert _native._demangle("CPyPy_trans___is_split") == "trans.is_split (mypyc)"
+    # private names: the separator is the first three underscores of a run
+    assert _native._demangle("CPyDef_black____format_str_once") == "black._format_str_once (mypyc)"
+    assert _native._demangle("CPyDef_parse___Parser____addtoken") == "parse.Parser._addtoken (mypyc)"
     for plain in ("deflate", "_Zoops", "", "__pyx_pw_", "__pyx_pw_99cymod_1f", "__pyx_pw_5cymod_",
                   "__pyx_module_is_main_cymod", "CPyDef_"):
         assert _native._demangle(plain) == plain

@@ -39,14 +39,33 @@ public:
     ProcFile() = default;
     ProcFile(const ProcFile&) = delete;
     ProcFile& operator=(const ProcFile&) = delete;
+    ProcFile(ProcFile&& other) noexcept { take(other); }
+    ProcFile& operator=(ProcFile&& other) noexcept {
+        if (this != &other) {
+            close();
+            take(other);
+        }
+        return *this;
+    }
     ~ProcFile() { close(); }
 
     bool open(const char* path, int flags);
     // The descriptor, or -1 when it no longer is the file opened.
     int fd() const;
+    // Whether a descriptor was opened and not closed or forgotten since.
+    bool is_open() const { return fd_ >= 0; }
     void close();
+    // Let go of the descriptor without closing it (it is no longer ours:
+    // fd() said so).
+    void forget() { fd_ = -1; }
 
 private:
+    void take(ProcFile& other) {
+        fd_ = other.fd_;
+        dev_ = other.dev_;
+        ino_ = other.ino_;
+        other.fd_ = -1;
+    }
     int fd_ = -1;
     dev_t dev_ = 0;
     ino_t ino_ = 0;

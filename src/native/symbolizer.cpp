@@ -391,12 +391,17 @@ std::string mypyc_name(const char* name) {
     if (std::strncmp(name, "CPyPy_", 6) == 0) p = name + 6;
     if (p == nullptr || *p == '\0') return "";
     std::string out;
-    for (; *p != '\0'; ++p) {
-        if (std::strncmp(p, "___", 3) == 0 && p[3] != '\0' && p[3] != '_') {
+    while (*p != '\0') {
+        // A run of three or more underscores: the separator, then the rest
+        // of the run starts the next name (a private one: "____f" is "._f").
+        size_t run = std::strspn(p, "_");
+        if (run >= 3 && !out.empty() && p[run] != '\0') {
             out += '.';
-            p += 2;
+            out.append(run - 3, '_');
+            p += run;
         } else {
-            out += *p;
+            out.append(p, run == 0 ? 1 : run);
+            p += run == 0 ? 1 : run;
         }
     }
     return out + " (mypyc)";

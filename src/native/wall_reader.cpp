@@ -308,55 +308,21 @@ void WallReader::write_exit_sample(pid_t tid, uint32_t weight, bool gil, int64_t
 }
 
 bool WallReader::open_state_file(pid_t tid, StateFile* file) {
-    // Opened once per thread and moved to a high number (from half of
-    // RLIMIT_NOFILE, at most from 1024, as the perf_event descriptors): a
-    // program that closes every descriptor and opens its own (a
-    // daemonizer) gets the low numbers, so its files never take ours. Every
-    // use checks the descriptor is still this very file (device and inode
-    // of the path, taken without a descriptor); one that is not is never
-    // read or closed. The low number open() returned is closed at once,
-    // only if it still is the file.
+    // Opened once per thread, moved out of the program's way and checked
+    // at every use (ProcFile, proc_tasks.h): a program that closes every
+    // descriptor and opens its own (a daemonizer) never has its files read
+    // or closed by us.
     if (state_files_ >= kMaxStateFiles) return false;
-    // Not while one of 0-2 is closed: a program that closes stdin to open
-    // /dev/null in its place expects that open to get 0, not a later one.
-    for (int std_fd = 0; std_fd < 3; ++std_fd) {
-        if (fcntl(std_fd, F_GETFD) < 0) return false;
-    }
     char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%d/syscall", static_cast<int>(tid));
-    struct stat expected, got;
-    if (stat(path, &expected) != 0) return false;
-    int low = open(path, O_RDONLY | O_CLOEXEC);
-    if (low < 0) return false;
-    if (fstat(low, &got) != 0 || got.st_dev != expected.st_dev || got.st_ino != expected.st_ino) {
-        return false;  // the number is already the program's: not ours to close
-    }
-    rlimit nofile{};
-    rlim_t soft = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
-                      ? nofile.rlim_cur
-                      : rlim_t{1} << 20;
-    int high = fcntl(low, F_DUPFD_CLOEXEC, static_cast<int>(std::min<rlim_t>(soft / 2, 1024)));
-    if (fstat(low, &got) == 0 && got.st_dev == expected.st_dev && got.st_ino == expected.st_ino) {
-        close(low);
-    }
-    if (high < 0) return false;
-    if (fstat(high, &got) != 0 || got.st_dev != expected.st_dev || got.st_ino != expected.st_ino) {
-        return false;
-    }
-    file->fd = high;
-    file->dev = expected.st_dev;
-    file->ino = expected.st_ino;
+    if (!file->open(path, O_RDONLY)) return false;
     ++state_files_;
     return true;
 }
 
 void WallReader::close_state_file(StateFile* file) {
-    if (file->fd < 0) return;
-    struct stat got;
-    if (fstat(file->fd, &got) == 0 && got.st_dev == file->dev && got.st_ino == file->ino) {
-        close(file->fd);
-    }
-    file->fd = -1;
+    if (!file->is_open()) return;
+    file->close();
     if (state_files_ > 0) --state_files_;
 }
 
@@ -364,18 +330,18 @@ bool WallReader::waits_for_gil(pid_t tid, StateFile* file) {
     // "<nr> <arg0> <arg1> ... <sp> <pc>" for a thread blocked in a system
     // call, "running" or "-1 <sp> <pc>" otherwise (proc(5)); made anew at
     // every read from offset 0.
-    if (file->fd < 0 && !open_state_file(tid, file)) return false;
-    struct stat got;
-    if (fstat(file->fd, &got) != 0 || got.st_dev != file->dev || got.st_ino != file->ino) {
+    if (!file->is_open() && !open_state_file(tid, file)) return false;
+    const int fd = file->fd();
+    if (fd < 0) {
         // Closed or replaced by the program: forgotten (not closed), and
         // opened again next time.
-        file->fd = -1;
+        file->forget();
         if (state_files_ > 0) --state_files_;
         lost_state_files_.fetch_add(1, std::memory_order_relaxed);
         return false;
     }
     char text[256];
-    ssize_t n = pread(file->fd, text, sizeof text - 1, 0);
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
     syscall_reads_.fetch_add(1, std::memory_order_relaxed);
     if (n <= 0) return false;
     text[n] = '\0';

@@ -35,6 +35,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proc_tasks.h"
 #include "session_thread.h"
 #include "thread_registry.h"
 
@@ -94,13 +95,8 @@ public:
 
 private:
     // The thread's /proc `syscall` file, kept open (re-read with pread) at
-    // a high descriptor number, out of the program's way (see
-    // open_state_file in wall_reader.cpp).
-    struct StateFile {
-        int fd = -1;
-        dev_t dev = 0;
-        ino_t ino = 0;
-    };
+    // a high descriptor number, out of the program's way (proc_tasks.h).
+    using StateFile = ProcFile;
     struct Balance {
         uint64_t uid = 0;
         int64_t last_cpu_ns = 0;
