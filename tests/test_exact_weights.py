@@ -153,6 +153,8 @@ def check(result: dict, interval_ms: int, cycles: int, lost_per_pause: int = 0,
                      f"(weight, intervals): {off} of {len(result['threads'])}")
 
 
+# The kernel's perf_event clock against the thread's: the same on every Python (make test runs it once).
+@pytest.mark.default_python
 def test_perf_event_weights_are_the_threads_cpu_time():
     """perf_event at 1 ms, 8 cycles of 0.4 s measured, a pause, and five
     30 ms threads: the weight on the measured spans is their CPU in
@@ -213,6 +215,8 @@ emit({
 """
 
 
+# The kernel charges at a thread's exit: the same on every Python (make test runs it once).
+@pytest.mark.default_python
 def test_perf_event_charges_threads_that_live_microseconds():
     """8000 threads that do nothing, each some 50-150 us of CPU, at 1 ms:
     most end before any point of their CPU-time grid, about one in ten

@@ -53,7 +53,11 @@ do_exec()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize(("threads", "interval"), [(0, 10), (4, 1)], ids=["1-thread-10ms", "5-threads-1ms"])
+@pytest.mark.parametrize(("threads", "interval"), [
+    pytest.param(0, 10, id="1-thread-10ms"),
+    # the threads' part is the kernel's and spprof's own: once, by make test
+    pytest.param(4, 1, id="5-threads-1ms", marks=pytest.mark.default_python),
+])
 def test_exec_during_a_session_runs_the_new_image(backend, threads, interval):
     """Row "exec": os.execv in the middle of a session, with busy threads
     sampled at 1 ms (the exec from a worker thread while the main thread
@@ -196,6 +200,8 @@ emit({"got": list(got), "content": content.decode("latin-1"), "idle_cpu": idle_c
 """
 
 
+# Descriptors are the kernel's: the same on every Python (make test runs it once).
+@pytest.mark.default_python
 @pytest.mark.parametrize("mode", ["closerange", "dup2"])
 def test_program_closing_or_replacing_spprofs_descriptors(mode):
     """Row "descriptors": the program closes every descriptor above 2

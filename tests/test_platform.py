@@ -332,6 +332,8 @@ emit(out)
     assert result["samples"] >= 20 and result["forwarded"] == 1 and result["restored"], result
 
 
+# The kernel's refusal and spprof's report of it: the same on every Python (make test runs it once).
+@pytest.mark.default_python
 def test_timer_create_refused_rlimit_sigpending():
     """(POSIX timer backend) With RLIMIT_SIGPENDING lowered, threads beyond the limit get no timer:
     a warning names the limit, failures are counted, the rest are sampled.

@@ -434,6 +434,8 @@ emit({"bad": bad, "not_stdin": not_stdin, "rounds": rounds, "state_reads": prof.
 """
 
 
+# Descriptors are the kernel's: the same on every Python (make test runs it once).
+@pytest.mark.default_python
 def test_wall_mode_never_touches_the_programs_descriptors():
     """The program closes every descriptor above stderr and opens pipes of
     its own, in a loop, while the reader keeps opening /proc files for four
