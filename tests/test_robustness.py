@@ -933,6 +933,49 @@ emit({"cpu_ms": cpu * 1000, "profiled_ms": weight * 1.0, "threads": len(prof.thr
     assert r["profiled_ms"] >= 0.9 * r["cpu_ms"], _show(r)
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_greenlets_stacks_are_read(native):
+    """Code running in greenlets (gevent, four greenlets taking turns): its
+    samples read the greenlet's Python stack, work -> square, not
+    <unknown stack>. greenlet starts each greenlet's frames on a C frame of
+    its own (3.11/3.12), in front of the thread's root one: once taken for a
+    frame being linked in, which made every greenlet sample unreadable. With
+    native frames too (where available)."""
+    pytest.importorskip("gevent")
+    import spprof
+    if native and not spprof.native_unwinding_available():
+        pytest.skip("native unwinding is not available here")
+    r = run_scenario(f"NATIVE = {native!r}\n" + """
+import gevent, spprof
+
+def square(i):
+    return i * i
+
+def work(n):
+    s = 0
+    for i in range(n):
+        s += square(i)
+        if i % 20000 == 0:
+            gevent.sleep(0)
+    return s
+
+spprof.start(interval_ms=1, native=NATIVE)
+gevent.joinall([gevent.spawn(work, 600_000) for _ in range(4)])
+prof = spprof.stop()
+total = sum(s.weight for s in prof.samples)
+names = lambda s: [f.function_name for f in s.frames if not f.is_native]
+in_work = sum(s.weight for s in prof.samples if "work" in names(s))
+unknown = sum(s.weight for s in prof.samples if any(f.function_name == "<unknown stack>" for f in s.frames))
+leaf_square = sum(s.weight for s in prof.samples if names(s)[-2:] == ["work", "square"])
+emit({"total": total, "in_work": in_work, "unknown": unknown, "square": leaf_square})
+""")
+    print(r)
+    assert r["in_work"] >= 200, r
+    assert r["in_work"] >= 0.8 * r["total"], r
+    assert r["unknown"] <= 0.02 * r["total"], r
+    assert r["square"] >= 0.1 * r["in_work"], r
+
+
 def test_gc_callback_that_removes_itself_does_not_leave_gc_on():
     """A gc.callbacks entry of the program's, registered before start(), that
     removes itself when a collection ends (a one-shot pattern) shifts the

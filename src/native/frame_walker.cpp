@@ -171,11 +171,14 @@ WalkResult walk_chain(PyThreadState* tstate, const compat::InterpreterFrame* fra
         frame = f->previous;
     }
     if (compat::kHasCFrames && frame == nullptr && !r.invalid && cf_copy != nullptr &&
-        compat::cframe_previous(cf_copy) != nullptr) {
+        compat::cframe_previous(cf_copy) != nullptr && compat::cframe_current(cf_copy) != nullptr) {
         // The chain ended inside a nested eval loop, whose entry frame would
         // have led to the enclosing loop: a frame being linked in (its
         // `previous` is not written yet; compilers may order those stores
-        // either way). Not the thread's whole stack.
+        // either way). Not the thread's whole stack. (A C frame with no
+        // current frame is where a chain may end: greenlet starts each
+        // greenlet's frames on a C frame of its own, in front of the
+        // thread's root one.)
         r.invalid = true;
     }
     return r;
