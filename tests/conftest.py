@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,6 +152,27 @@ def scenario_result(proc: subprocess.CompletedProcess) -> dict:
             pytrace=False,
         )
     return json.loads(results[-1])
+
+
+def build_shared_library(tmp_path_factory: pytest.TempPathFactory, name: str, source: str | Path,
+                         *flags: str, cxx: bool = False) -> str:
+    """A shared library `name` built from C (or, with `cxx`, C++) `source`
+    (its text, or a file such as tests/data/*.c) with the system's compiler
+    and `flags` (-O/-g level, -pthread...), in a fresh temporary directory;
+    the test is skipped where there is no compiler. Returns its path."""
+    compilers = ("g++", "c++") if cxx else ("cc", "gcc", "clang")
+    exe = next((found for found in map(shutil.which, compilers) if found), None)
+    if exe is None:
+        pytest.skip(f"no {'C++' if cxx else 'C'} compiler to build {name}")
+    out = tmp_path_factory.mktemp("clib") / name
+    if isinstance(source, Path):
+        src = source
+    else:
+        src = out.with_suffix(".cpp" if cxx else ".c")
+        src.write_text(source)
+    subprocess.run([exe, *flags, "-shared", "-fPIC", "-o", str(out), str(src)], check=True,
+                   capture_output=True, timeout=120)
+    return str(out)
 
 
 def spprof_timers() -> list[dict]:

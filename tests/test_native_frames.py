@@ -17,7 +17,7 @@ import subprocess
 import pytest
 
 import spprof
-from conftest import BURN_SRC, run_scenario
+from conftest import BURN_SRC, build_shared_library, run_scenario
 
 pytestmark = pytest.mark.skipif(not spprof.native_unwinding_available(),
                                 reason="native unwinding is not available here")
@@ -73,15 +73,7 @@ __attribute__((noinline)) long call_back_n(callback_t cb, long n) {
 
 @pytest.fixture(scope="module")
 def hotlib(tmp_path_factory: pytest.TempPathFactory) -> str:
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler")
-    out = tmp_path_factory.mktemp("native") / "libspprof_hot.so"
-    src = out.with_suffix(".c")
-    src.write_text(C_SRC)
-    subprocess.run([cc, "-O1", "-g", "-shared", "-fPIC", "-pthread", "-o", str(out), str(src)],
-                   check=True, capture_output=True, timeout=120)
-    return str(out)
+    return build_shared_library(tmp_path_factory, "libspprof_hot.so", C_SRC, "-O1", "-g", "-pthread")
 
 
 PRELUDE = BURN_SRC + """
@@ -480,9 +472,8 @@ def cython_module(tmp_path_factory: pytest.TempPathFactory) -> str:
     import sys
     import sysconfig
     cython = shutil.which("cython", path=os.path.dirname(sys.executable))
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cython is None or cc is None:
-        msg = "Cython or a C compiler is missing"
+    if cython is None:
+        msg = "Cython is missing"
         if os.environ.get("SPPROF_REQUIRE_TOOLS") == "1":
             pytest.fail(f"{msg}, and SPPROF_REQUIRE_TOOLS=1", pytrace=False)
         pytest.skip(msg)
@@ -490,10 +481,9 @@ def cython_module(tmp_path_factory: pytest.TempPathFactory) -> str:
     (d / "hotcy.pyx").write_text(CYTHON_SRC)
     subprocess.run([cython, "-3", "hotcy.pyx", "-o", "hotcy.c"], cwd=d, check=True,
                    capture_output=True, timeout=300)
-    so = "hotcy" + sysconfig.get_config_var("EXT_SUFFIX")
-    subprocess.run([cc, "-O1", "-g", "-shared", "-fPIC", "-I" + sysconfig.get_paths()["include"],
-                    "-o", so, "hotcy.c"], cwd=d, check=True, capture_output=True, timeout=300)
-    return str(d)
+    built = build_shared_library(tmp_path_factory, "hotcy" + sysconfig.get_config_var("EXT_SUFFIX"),
+                                 d / "hotcy.c", "-O1", "-g", "-I" + sysconfig.get_paths()["include"])
+    return os.path.dirname(built)
 
 
 @pytest.mark.default_python

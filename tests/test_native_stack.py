@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import spprof
-from conftest import ROOT, child_kwargs, run_scenario
+from conftest import ROOT, build_shared_library, child_kwargs, run_scenario
 
 C_SRC = r"""
 typedef int (*callback)(void);
@@ -73,26 +73,14 @@ def rows(frames):
 """
 
 
-def _compile(tmp_path_factory: pytest.TempPathFactory, compiler: str, source: str, name: str) -> str:
-    exe = shutil.which(compiler)
-    if exe is None:
-        pytest.skip(f"no {compiler} to build the test library")
-    out = tmp_path_factory.mktemp("native") / name
-    src = out.with_suffix(".cpp" if compiler == "g++" else ".c")
-    src.write_text(source)
-    subprocess.run([exe, "-O0", "-g", "-shared", "-fPIC", "-o", str(out), str(src)], check=True,
-                   capture_output=True, timeout=120)
-    return str(out)
-
-
 @pytest.fixture(scope="module")
 def clib(tmp_path_factory):
-    return _compile(tmp_path_factory, "cc", C_SRC, "libspprof_ctest.so")
+    return build_shared_library(tmp_path_factory, "libspprof_ctest.so", C_SRC, "-O0", "-g")
 
 
 @pytest.fixture(scope="module")
 def cxxlib(tmp_path_factory):
-    return _compile(tmp_path_factory, "g++", CXX_SRC, "libspprof_cxxtest.so")
+    return build_shared_library(tmp_path_factory, "libspprof_cxxtest.so", CXX_SRC, "-O0", "-g", cxx=True)
 
 
 def test_available_here_and_not_enabled():

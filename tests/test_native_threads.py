@@ -5,26 +5,19 @@ CPU is the process's. Their samples are one frame naming the thread,
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import BURN_SRC, run_scenario
+from conftest import BURN_SRC, build_shared_library, run_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def native_lib(tmp_path_factory) -> str:
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no C compiler to build tests/data/native_threads.c")
-    out = tmp_path_factory.mktemp("native") / "native_threads.so"
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-pthread", "-o", str(out),
-                    str(ROOT / "tests" / "data" / "native_threads.c")], check=True, timeout=120)
-    return str(out)
+    return build_shared_library(tmp_path_factory, "native_threads.so",
+                                ROOT / "tests" / "data" / "native_threads.c", "-O1", "-pthread")
 
 
 SRC = BURN_SRC + """

@@ -10,12 +10,10 @@ that made the blocking call, marked idle.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 
 import pytest
 
-from conftest import ROOT, run_python, scenario_result
+from conftest import ROOT, build_shared_library, run_python, scenario_result
 
 BLOCK_S = 10.0
 
@@ -178,13 +176,8 @@ emit({
 
 @pytest.fixture(scope="module")
 def blocking_lib(tmp_path_factory) -> str:
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no C compiler to build tests/data/blocking_calls.c")
-    out = tmp_path_factory.mktemp("blocking") / "libblocking_calls.so"
-    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(out),
-                    str(ROOT / "tests" / "data" / "blocking_calls.c")], check=True, timeout=120)
-    return str(out)
+    return build_shared_library(tmp_path_factory, "libblocking_calls.so",
+                                ROOT / "tests" / "data" / "blocking_calls.c", "-O2")
 
 
 def test_blocked_threads_are_never_interrupted_and_charged_where_they_wait(blocking_lib):

@@ -456,11 +456,13 @@ def test_wall_mode_never_touches_the_programs_descriptors():
 SLEEP_WORK_SRC = """
 import os, time, spprof
 
-spent = {"nap": 0.0, "compute": 0.0}
+spent = {"nap": 0.0, "compute": 0.0, "nap_cpu": 0.0}
 
 def nap():
     t = time.monotonic()
+    c = time.thread_time()
     time.sleep(0.006)
+    spent["nap_cpu"] += time.thread_time() - c
     spent["nap"] += time.monotonic() - t
 
 def compute():
@@ -472,10 +474,12 @@ def compute():
 
 spprof.start(interval_ms=1, mode=MODE)
 t0 = time.monotonic()
+c0 = time.thread_time()
 while time.monotonic() < t0 + 2.0:
     nap()
     compute()
 elapsed = time.monotonic() - t0
+cpu = time.thread_time() - c0
 prof = spprof.stop()
 main = [s for s in prof.samples if s.thread_id == os.getpid()]
 total = sum(s.weight for s in main)
@@ -486,7 +490,8 @@ emit({"nap_idle": share("nap", ("idle",)), "nap_any": share("nap", ("cpu", "gc",
       "compute_cpu": share("compute", ("cpu",)),
       "compute_any": share("compute", ("cpu", "gc", "idle", "gil")),
       "total_ms": total * prof.interval_ms, "elapsed_ms": elapsed * 1000,
-      "nap_real": spent["nap"] / elapsed, "compute_real": spent["compute"] / elapsed})
+      "nap_real": spent["nap"] / elapsed, "compute_real": spent["compute"] / elapsed,
+      "nap_cpu_share": spent["nap_cpu"] / cpu})
 """
 
 
@@ -497,7 +502,10 @@ def test_a_thread_that_sleeps_60_percent(mode):
     the program measures it: about 60% and 40% on a quiet machine; on a
     loaded one the computing part also waits for a processor) within 5
     points, the sleeping one's marked idle; in CPU mode the sleeping one
-    has (almost) none and the computing one nearly all."""
+    has its share of the thread's CPU (the CPU of going to sleep and waking
+    up, measured: ~1.5% on a quiet machine, 2-3% when another process
+    competes for the cores) within 1.5 points, and the computing one nearly
+    all."""
     r = run_scenario(f"MODE = {mode!r}\n" + SLEEP_WORK_SRC, timeout=120)
     print(r)
     if mode == "wall":
@@ -506,8 +514,9 @@ def test_a_thread_that_sleeps_60_percent(mode):
         assert abs(r["compute_any"] - r["compute_real"]) <= 0.05, r
         assert abs(r["total_ms"] - r["elapsed_ms"]) <= 50, r
     else:
-        assert r["nap_any"] <= 0.02, r
-        assert r["compute_cpu"] >= 0.95, r
+        assert r["nap_cpu_share"] <= 0.05, r  # the scenario holds: napping costs little CPU
+        assert abs(r["nap_any"] - r["nap_cpu_share"]) <= 0.015, r
+        assert r["compute_cpu"] >= 0.93, r
 
 
 GIL_HELD_SRC = """

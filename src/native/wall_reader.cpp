@@ -278,33 +278,55 @@ void WallReader::charge_exits(int64_t now, int64_t last_tick) {
     exit_batch_.clear();
 }
 
-void WallReader::write_exit_sample(pid_t tid, uint32_t weight, bool gil, int64_t now) {
-    HandlerState& st = handler_state();
-    st.inflight.fetch_add(1, std::memory_order_seq_cst);
-    if (!st.active.load(std::memory_order_seq_cst)) {
-        st.inflight.fetch_sub(1, std::memory_order_release);
-        return;
+namespace {
+// Counted as a capture in flight while it lives, like a handler: stop()
+// and the code registry's pruning wait for it. `active` says whether the
+// session still runs (else nothing may be written).
+struct InflightCapture {
+    HandlerState& st;
+    bool active;
+    explicit InflightCapture(HandlerState& s) : st(s) {
+        st.inflight.fetch_add(1, std::memory_order_seq_cst);
+        active = st.active.load(std::memory_order_seq_cst);
     }
+    ~InflightCapture() { st.inflight.fetch_sub(1, std::memory_order_release); }
+    InflightCapture(const InflightCapture&) = delete;
+    InflightCapture& operator=(const InflightCapture&) = delete;
+};
+}  // namespace
+
+SampleSlot* WallReader::claim_off_cpu_slot(pid_t tid, uint32_t weight, bool gil, int64_t now,
+                                           uint64_t epoch) {
     SampleSlot* slot = buffer_->try_claim();
     if (slot == nullptr) {
         dropped_.fetch_add(1, std::memory_order_relaxed);
         dropped_weight_.fetch_add(weight, std::memory_order_relaxed);
-    } else {
-        slot->timestamp_ns = now;
-        slot->code_epoch = st.code_epoch.load(std::memory_order_acquire);
-        slot->tid = tid;
-        slot->weight = weight;
-        slot->gc_pos = -1;
-        slot->depth = 0;
-        slot->truncated = 0;
-        // Off CPU before its exit: asleep or waiting, not holding the GIL.
-        slot->flags = kSampleOffCpu | (gil ? kSampleGilWait : 0) | (st.gil.known() ? kSampleGilKnown : 0);
-        if (NativeTrace* trace = buffer_->trace_of(slot)) trace->depth = 0;  // read from outside: no native frames
-        buffer_->publish(slot);
-        idle_samples_.fetch_add(1, std::memory_order_relaxed);
-        exit_charges_.fetch_add(1, std::memory_order_relaxed);
+        return nullptr;
     }
-    st.inflight.fetch_sub(1, std::memory_order_release);
+    slot->timestamp_ns = now;
+    slot->code_epoch = epoch;
+    slot->tid = tid;
+    slot->weight = weight;
+    slot->gc_pos = -1;
+    slot->depth = 0;
+    slot->truncated = 0;
+    slot->flags = kSampleOffCpu | (gil ? kSampleGilWait : 0) |
+                  (handler_state().gil.known() ? kSampleGilKnown : 0);
+    // Read from outside the thread: no native frames.
+    if (NativeTrace* trace = buffer_->trace_of(slot)) trace->depth = 0;
+    return slot;
+}
+
+void WallReader::write_exit_sample(pid_t tid, uint32_t weight, bool gil, int64_t now) {
+    HandlerState& st = handler_state();
+    InflightCapture capture(st);
+    if (!capture.active) return;
+    // Off CPU before its exit: asleep or waiting, not holding the GIL.
+    SampleSlot* slot = claim_off_cpu_slot(tid, weight, gil, now, st.code_epoch.load(std::memory_order_acquire));
+    if (slot == nullptr) return;
+    buffer_->publish(slot);
+    idle_samples_.fetch_add(1, std::memory_order_relaxed);
+    exit_charges_.fetch_add(1, std::memory_order_relaxed);
 }
 
 bool WallReader::open_state_file(pid_t tid, StateFile* file) {
@@ -355,43 +377,18 @@ bool WallReader::waits_for_gil(pid_t tid, StateFile* file) {
 void WallReader::write_sample(const ThreadRegistry::Sampled& t, uint32_t weight, bool gil,
                               int64_t now) {
     HandlerState& st = handler_state();
-    // Counted as a capture in flight, like a handler: stop() and the code
-    // registry's pruning wait for it.
-    st.inflight.fetch_add(1, std::memory_order_seq_cst);
-    if (!st.active.load(std::memory_order_seq_cst)) {
-        st.inflight.fetch_sub(1, std::memory_order_release);
-        return;
-    }
+    InflightCapture capture(st);
+    if (!capture.active) return;
     const uint64_t epoch = st.code_epoch.load(std::memory_order_acquire);
     RawFrame frames[kMaxDepth];
     bool gone = false;
     WalkResult walk = walk_other_stack(t.tstate, t.tid, t.uid, frames, kMaxDepth, &gone);
-    if (gone) {
-        // Exited meanwhile: its last off-CPU time goes with it.
-        st.inflight.fetch_sub(1, std::memory_order_release);
-        return;
-    }
-    SampleSlot* slot = buffer_->try_claim();
-    if (slot == nullptr) {
-        dropped_.fetch_add(1, std::memory_order_relaxed);
-        dropped_weight_.fetch_add(weight, std::memory_order_relaxed);
-        st.inflight.fetch_sub(1, std::memory_order_release);
-        return;
-    }
-    slot->timestamp_ns = now;
-    slot->code_epoch = epoch;
-    slot->tid = t.tid;
-    slot->weight = weight;
-    slot->gc_pos = -1;
-    slot->flags = kSampleOffCpu | (gil ? kSampleGilWait : 0);
+    if (gone) return;  // exited meanwhile: its last off-CPU time goes with it
+    SampleSlot* slot = claim_off_cpu_slot(t.tid, weight, gil, now, epoch);
+    if (slot == nullptr) return;
     // Blocked while holding the GIL stops every other thread: worth seeing.
-    if (st.gil.known()) {
-        slot->flags |= kSampleGilKnown;
-        if (!gil && st.gil.held_by(t.tstate)) slot->flags |= kSampleGilHeld;
-    }
+    if (st.gil.known() && !gil && st.gil.held_by(t.tstate)) slot->flags |= kSampleGilHeld;
     if (walk.invalid) {
-        slot->depth = 0;
-        slot->truncated = 0;
         slot->flags |= kSampleIncomplete;
         torn_walks_.fetch_add(1, std::memory_order_relaxed);
     } else {
@@ -399,7 +396,6 @@ void WallReader::write_sample(const ThreadRegistry::Sampled& t, uint32_t weight,
         slot->depth = walk.depth;
         slot->truncated = walk.truncated ? 1 : 0;
     }
-    if (NativeTrace* trace = buffer_->trace_of(slot)) trace->depth = 0;
     buffer_->publish(slot);
     idle_samples_.fetch_add(1, std::memory_order_relaxed);
     if (gil) gil_samples_.fetch_add(1, std::memory_order_relaxed);
@@ -408,7 +404,6 @@ void WallReader::write_sample(const ThreadRegistry::Sampled& t, uint32_t weight,
         !st.wake_pending.exchange(true, std::memory_order_acq_rel)) {
         wakeup_signal(&st.wake_word);
     }
-    st.inflight.fetch_sub(1, std::memory_order_release);
 }
 
 }  // namespace spprof

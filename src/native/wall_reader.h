@@ -58,6 +58,7 @@ struct WallCounters {
 };
 
 class SampleBuffer;
+struct SampleSlot;
 
 class WallReader {
 public:
@@ -114,6 +115,10 @@ private:
     void close_state_file(StateFile* file);
     void forget_thread(Balance* b) { close_state_file(&b->file); }
     void write_sample(const ThreadRegistry::Sampled& t, uint32_t weight, bool gil, int64_t now);
+    // A slot for an off-CPU sample of thread `tid` with the fields every
+    // one has (no frames yet), or nullptr when the buffer is full (counted
+    // as dropped).
+    SampleSlot* claim_off_cpu_slot(pid_t tid, uint32_t weight, bool gil, int64_t now, uint64_t epoch);
     void charge_exits(int64_t now, int64_t last_tick);
     void write_exit_sample(pid_t tid, uint32_t weight, bool gil, int64_t now);
     struct ExitNote {
