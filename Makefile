@@ -17,7 +17,7 @@ all: build
 $(VENV)/.stamp: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "scikit-build-core>=0.10" cmake ninja pytest pytest-timeout jsonschema selenium gevent cython numpy
+	$(PIP) install -q "scikit-build-core>=0.10" cmake ninja pytest pytest-timeout jsonschema selenium gevent cython numpy black
 	touch $@
 
 venv: $(VENV)/.stamp

@@ -17,7 +17,7 @@ import subprocess
 import pytest
 
 import spprof
-from conftest import BURN_SRC, build_shared_library, run_scenario
+from conftest import BURN_SRC, ROOT, build_shared_library, run_scenario
 
 pytestmark = pytest.mark.skipif(not spprof.native_unwinding_available(),
                                 reason="native unwinding is not available here")
@@ -570,3 +570,47 @@ emit({"profile_ms": prof.total_cpu_ms, "process_ms": process_ms, "workers": work
     # the rest: the workers spin in blas_thread_server waiting for work
     assert workers["kernel_ms"] >= 0.25 * workers["ms"], result
     assert caller["kernel_ms"] >= 0.5 * caller["ms"], result
+
+
+@pytest.mark.default_python
+def test_black_compiled_with_mypyc_shows_its_functions(tmp_path) -> None:
+    """black from PyPI, compiled with mypyc, formatting a file under
+    `spprof run --native`: without native frames its work is one opaque
+    frame (the compiled module's entry); with them >= 80% of the samples
+    name black's own functions (`black.format_file_contents (mypyc)`), and
+    the formatter's internals (linegen, the parser) are among them."""
+    import os
+    import sys
+    try:
+        import black
+    except ImportError:
+        black = None
+    if black is None or not black.__file__.endswith(".so"):
+        msg = "black compiled with mypyc (its wheel from PyPI) is not installed"
+        if os.environ.get("SPPROF_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{msg}, and SPPROF_REQUIRE_TOOLS=1", pytrace=False)
+        pytest.skip(msg)
+    target = tmp_path / "big.py"
+    # Real code to format: two of the tests' own sources (~1800 lines).
+    target.write_text("\n\n".join((ROOT / "tests" / name).read_text()
+                                   for name in ("test_cli.py", "test_robustness.py")))
+    out = tmp_path / "black.collapsed"
+    done = subprocess.run([sys.executable, "-m", "spprof", "run", "--native", "-i", "1", "-f", "collapsed",
+                           "-o", str(out), "-m", "black", "--check", "-q", str(target)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 1), done.stderr  # black --check: 1 when it would reformat
+    total = compiled = 0
+    names = set()
+    for line in out.read_text().splitlines():
+        stack, weight = line.rsplit(" ", 1)
+        frames = [f.removeprefix("[native] ") for f in stack.split(";") if " (mypyc)" in f]
+        total += int(weight)
+        if frames:
+            compiled += int(weight)
+            names.update(f.split(" (mypyc)")[0] for f in frames)
+    print(compiled, total, sorted(names)[:12])
+    assert total >= 100, (total, done.stderr)
+    assert compiled >= 0.8 * total, (compiled, total)
+    assert "black.format_file_contents" in names, sorted(names)[:40]
+    assert any(n.startswith("linegen.") for n in names), sorted(names)[:40]
+    assert any("Parser" in n for n in names), sorted(names)[:40]
