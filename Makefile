@@ -31,16 +31,19 @@ $(VENV)/.built: $(VENV)/.stamp $(NATIVE_SOURCES) build/.libunwind-headers
 
 build: build-deps $(VENV)/.built
 
-# libunwind's headers (Debian's libunwind-dev), which the build looks for:
-# installed when missing and apt-get can (as root); the stamp is touched
-# when they appear, so the extension is rebuilt with native support.
+# The headers of libunwind and libdw (Debian's libunwind-dev, libdw-dev),
+# which the build looks for (native frames, their source lines): installed
+# when missing and apt-get can (as root); the stamp changes when they
+# appear, so the extension is rebuilt with them.
+NATIVE_DEPS := libunwind-dev libdw-dev
 build-deps:
 	@mkdir -p build
-	@if ! dpkg -s libunwind-dev >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing Debian packages: libunwind-dev"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libunwind-dev >/dev/null; \
+	@missing=""; for p in $(NATIVE_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@have=no; dpkg -s libunwind-dev >/dev/null 2>&1 && have=yes; \
+	@have=""; for p in $(NATIVE_DEPS); do dpkg -s $$p >/dev/null 2>&1 && have="$$have $$p"; done; \
 	[ "$$(cat build/.libunwind-headers 2>/dev/null)" = "$$have" ] || echo "$$have" > build/.libunwind-headers
 
 build/.libunwind-headers: build-deps

@@ -251,12 +251,14 @@ def test_records_behave_as_frozen_dataclasses(record):
 
 def test_record_fields_and_defaults_match_the_signature():
     assert [(f.name, f.type) for f in dataclasses.fields(Frame)] == [
-        ("function_name", "str"), ("filename", "str"), ("lineno", "int"), ("is_native", "bool")]
-    assert dataclasses.fields(Frame)[-1].default is False
+        ("function_name", "str"), ("filename", "str"), ("lineno", "int"), ("is_native", "bool"),
+        ("library", "str")]
+    assert dataclasses.fields(Frame)[-2].default is False
+    assert dataclasses.fields(Frame)[-1].default == ""
     assert [(f.name, f.default) for f in dataclasses.fields(Sample)[-3:]] == [
         ("weight", 1), ("state", "cpu"), ("holds_gil", None)]
     assert Frame("f", "x.py", 1) == Frame("f", "x.py", 1, False)
     with pytest.raises(TypeError):
         Frame("f", "x.py")  # type: ignore[call-arg]
-    assert Frame.__slots__ == ("function_name", "filename", "lineno", "is_native")
+    assert Frame.__slots__ == ("function_name", "filename", "lineno", "is_native", "library")
     assert not hasattr(FRAME, "__dict__")

@@ -54,7 +54,8 @@ class Frame(object)
   field filename: str
   field lineno: int
   field is_native: bool
-  method __init__(self, function_name: 'str', filename: 'str', lineno: 'int', is_native: 'bool' = False) -> None
+  field library: str
+  method __init__(self, function_name: 'str', filename: 'str', lineno: 'int', is_native: 'bool' = False, library: 'str' = '') -> None
   method label(self) -> 'str'
 class FunctionStats(object)
   field function_name: str
@@ -412,8 +413,9 @@ STATS = dict(
 )
 strings = ["<module>", "/srv/app/main.py", "handle", "/srv/app/web.py", "parse",
            "/srv/app/json_util.py", "<gc>", "", "hash_block", "worker"]
-# (function, file, line) per frame index
-frames = [(0, 1, 3), (2, 3, 41), (4, 5, 17), (6, 7, 0), (8, 3, 88), (9, 3, 70), (2, 3, 44)]
+# (function, file, line, module: -1 for a Python frame) per frame index
+frames = [(0, 1, 3, -1), (2, 3, 41, -1), (4, 5, 17, -1), (6, 7, 0, -1), (8, 3, 88, -1), (9, 3, 70, -1),
+          (2, 3, 44, -1)]
 # trie nodes: (parent node, frame index); node 0 is the root
 nodes = [(0, 0), (0, 0), (1, 1), (2, 2), (2, 3), (0, 5), (5, 4), (1, 6)]
 samples = [  # (timestamp, thread, node, weight)

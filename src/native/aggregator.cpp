@@ -30,8 +30,8 @@ uint32_t Aggregator::intern_string(std::string_view s) {
     return id;
 }
 
-uint32_t Aggregator::intern_frame(uint32_t name, uint32_t file, int32_t line) {
-    FrameKey key{name, file, line};
+uint32_t Aggregator::intern_frame(uint32_t name, uint32_t file, int32_t line, uint32_t module) {
+    FrameKey key{name, file, line, module};
     auto it = frame_ids_.find(key);
     if (it != frame_ids_.end()) return it->second;
     auto id = static_cast<uint32_t>(frames_.size());

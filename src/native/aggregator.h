@@ -16,14 +16,17 @@
 
 namespace spprof {
 
-// The line of a native frame (a C function: its name, and its loaded
-// object as the file), which Python frames never have.
+// The line of a native frame whose source line is not known (a C
+// function: its name, and its loaded object as the file).
 inline constexpr int32_t kNativeLine = -1;
+// FrameKey::module of a Python frame.
+inline constexpr uint32_t kNoModule = UINT32_MAX;
 
 struct FrameKey {
     uint32_t name;  // string ids
-    uint32_t file;
-    int32_t line;
+    uint32_t file;  // a native frame: its source file, or its object when not known
+    int32_t line;   // a native frame: its source line, or kNativeLine
+    uint32_t module = kNoModule;  // a native frame: its loaded object (string id)
     bool operator==(const FrameKey&) const = default;
 };
 
@@ -44,7 +47,7 @@ public:
     Aggregator();
 
     uint32_t intern_string(std::string_view s);
-    uint32_t intern_frame(uint32_t name, uint32_t file, int32_t line);
+    uint32_t intern_frame(uint32_t name, uint32_t file, int32_t line, uint32_t module = kNoModule);
     // The stack id of `parent` extended by `frame` (0 is the empty stack).
     uint32_t child_stack(uint32_t parent, uint32_t frame);
 
@@ -62,6 +65,7 @@ public:
 
     const std::vector<std::string>& strings() const { return strings_; }
     const std::vector<FrameKey>& frames() const { return frames_; }
+    uint32_t frame_name(uint32_t frame) const { return frames_[frame].name; }
     // stacks_[id] = (parent stack id, frame id); stacks_[0] is the root.
     const std::vector<std::pair<uint32_t, uint32_t>>& stacks() const { return stacks_; }
     const std::vector<SampleRecord>& samples() const { return samples_; }
@@ -72,7 +76,7 @@ private:
     struct FrameHash {
         size_t operator()(const FrameKey& k) const {
             return (size_t{k.name} * 0x9E3779B97F4A7C15ull) ^ (size_t{k.file} << 20) ^
-                   static_cast<size_t>(static_cast<uint32_t>(k.line));
+                   static_cast<size_t>(static_cast<uint32_t>(k.line)) ^ (size_t{k.module} << 40);
         }
     };
     std::vector<std::string> strings_;

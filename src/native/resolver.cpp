@@ -3,6 +3,7 @@
 #include <cstring>
 #include <new>
 
+#include "source_lines.h"
 #include "symbolizer.h"
 #include "unwind_tables.h"
 
@@ -13,6 +14,7 @@ void Resolver::clear() {
     frames_.clear();
     thread_frames_.clear();
     native_frames_.clear();
+    no_lines_.clear();
     interp_lo_ = interp_hi_ = 0;
 }
 
@@ -33,15 +35,28 @@ void Resolver::intern_native(const NativeTrace& trace, Aggregator& out) {
             const size_t slash = sym.object.rfind('/');
             name = "?? (" + (sym.object.empty() ? std::string("unknown") : sym.object.substr(slash + 1)) + ")";
         }
-        // Native frames have no line: -1 marks them (result_export.h).
-        const uint32_t frame =
-            out.intern_frame(out.intern_string(name), out.intern_string(sym.object), kNativeLine);
+        // Native frames name their object (module); their file and line
+        // are the source's where the object has a line table, else the
+        // object and kNativeLine.
         const uintptr_t ip = i == 0 ? trace.ip[i] : trace.ip[i] - 1;
+        const uint32_t object = out.intern_string(sym.object);
+        const uint32_t name_id = out.intern_string(name);
+        // A function one of whose addresses had no line has none at its
+        // others either (assembly kernels: each failed lookup costs libdw
+        // milliseconds).
+        const uint64_t function_key = (uint64_t{object} << 32) | name_id;
+        std::string source;
+        int line = 0;
+        bool has_line = sym.resolved && no_lines_.count(function_key) == 0 &&
+                        native::source_line(ip, &source, &line);
+        if (sym.resolved && !has_line) no_lines_.insert(function_key);
+        const uint32_t frame = has_line ? out.intern_frame(name_id, out.intern_string(source), line, object)
+                                        : out.intern_frame(name_id, object, kNativeLine, object);
         auto ends_with = [&](const char* suffix) {
             const size_t n = std::strlen(suffix);
             return name.size() >= n && name.compare(name.size() - n, n, suffix) == 0;
         };
-        NativeEntry entry{frame, ip >= interp_lo_ && ip < interp_hi_, native::in_eval_loop(ip),
+        NativeEntry entry{frame, out.frame_name(frame), ip >= interp_lo_ && ip < interp_hi_, native::in_eval_loop(ip),
                           ends_with(" (Cython)") || ends_with(" (mypyc)"),
                           name.compare(0, 6, "__Pyx_") == 0};
         native_frames_.emplace(native_key(trace, i), entry);
@@ -68,15 +83,20 @@ void Resolver::native_segment(const NativeTrace& trace, int lo, int hi, Trim tri
         }
         hi = top + 1;
     }
+    uint32_t last_name = UINT32_MAX;
     for (int i = hi - 1; i >= lo; --i) {
         // A compiled Python function is a wrapper calling its body, both
-        // named after it: one frame.
+        // named after it: one frame, the body's (its line is where it runs).
         const NativeEntry& e = entry(i);
-        if (e.compiled && !frames->empty() && frames->back() == e.frame) continue;
+        if (e.compiled && e.name == last_name) {
+            frames->back() = e.frame;
+            continue;
+        }
         // Cython's helpers between compiled functions (calls, argument
         // parsing): shown only where the thread runs them.
         if (e.cython_helper && i > 0) continue;
         frames->push_back(e.frame);
+        last_name = e.name;
     }
 }
 

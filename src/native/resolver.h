@@ -11,6 +11,7 @@
 #include <functional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "aggregator.h"
@@ -34,7 +35,9 @@ public:
     // frame `label(tid)` returns (`<native thread NAME>`), or, when it
     // returns "", `<no Python frame>` (a Python thread at its start or end).
     void set_thread_label(std::function<std::string(pid_t)> label) { label_ = std::move(label); }
-    size_t approx_bytes() const { return (names_.size() + frames_.size() + native_frames_.size()) * 64; }
+    size_t approx_bytes() const {
+        return (names_.size() + frames_.size() + native_frames_.size()) * 64 + no_lines_.size() * 32;
+    }
     uint64_t allocation_failures() const { return allocation_failures_; }
 
 private:
@@ -60,6 +63,7 @@ private:
     }
     struct NativeEntry {
         uint32_t frame;
+        uint32_t name;     // the frame's name (string id)
         bool interpreter;  // in the interpreter's code
         bool eval_loop;    // in the evaluation loop itself
         bool compiled;     // a Python function compiled to C (Cython, mypyc)
@@ -75,6 +79,7 @@ private:
     // (address << 1 | not the interrupted instruction) -> its frame
     std::unordered_map<uint64_t, NativeEntry> native_frames_;
     uintptr_t interp_lo_ = 0, interp_hi_ = 0;  // the interpreter's code (unwind_tables.h)
+    std::unordered_set<uint64_t> no_lines_;  // (object << 32 | name) of functions without source lines
     std::vector<uint32_t> native_stack_;  // scratch
     uint64_t allocation_failures_ = 0;
 };

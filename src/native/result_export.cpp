@@ -73,11 +73,12 @@ bool add_sample_columns(PyObject* result, const Aggregator& aggregator, const Th
         PyList_SET_ITEM(py_strings, static_cast<Py_ssize_t>(i), s);
     }
     std::vector<int64_t> frame_cols;
-    frame_cols.reserve(frames.size() * 3);
+    frame_cols.reserve(frames.size() * 4);
     for (const FrameKey& f : frames) {
         frame_cols.push_back(f.name);
         frame_cols.push_back(f.file);
         frame_cols.push_back(f.line);
+        frame_cols.push_back(f.module == kNoModule ? -1 : int64_t{f.module});
     }
     std::vector<int64_t> stack_cols;
     stack_cols.reserve(stacks.size() * 2);

@@ -44,7 +44,7 @@ class FunctionStats:
     total_count: int
     self_weight: int
     total_weight: int
-    is_native: bool = False  # a C/C++ function (filename is its library)
+    is_native: bool = False  # a C/C++ function (filename: its source, or its library when lineno is 0)
 
 
 @dataclass

@@ -38,17 +38,23 @@ _set = object.__setattr__  # the records are frozen: their __init__ sets slots d
 class Frame:
     """One level of a call stack."""
 
-    __slots__ = ("function_name", "filename", "lineno", "is_native")
+    __slots__ = ("function_name", "filename", "lineno", "is_native", "library")
     function_name: str
     filename: str
     lineno: int
     is_native: bool
+    library: str
 
-    def __init__(self, function_name: str, filename: str, lineno: int, is_native: bool = False) -> None:
+    def __init__(self, function_name: str, filename: str, lineno: int, is_native: bool = False,
+                 library: str = "") -> None:
         _set(self, "function_name", function_name)
         _set(self, "filename", filename)
         _set(self, "lineno", lineno)
         _set(self, "is_native", is_native)
+        # A native frame's loaded object (shared library or program); its
+        # filename is the source file where the object has line tables,
+        # else the object too (and lineno 0).
+        _set(self, "library", library)
 
     def label(self) -> str:
         """``function (file:line)``, as shown in reports."""

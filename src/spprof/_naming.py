@@ -94,6 +94,6 @@ def name_module_code(
             name = names.get(fr.filename)
             if name is None:
                 name = names[fr.filename] = module_code_name(fr.filename, search_path)
-            fr = Frame(name, fr.filename, fr.lineno, fr.is_native)
+            fr = Frame(name, fr.filename, fr.lineno, fr.is_native, fr.library)
         out.append(fr)
     return out

@@ -233,9 +233,12 @@ def profile_from_native(
     # the one the profiled code imported with.
     frames = name_module_code(
         [
-            # A native frame has line -1 (src/native/aggregator.h kNativeLine).
-            Frame(strings[fcols[i]], strings[fcols[i + 1]], max(fcols[i + 2], 0), fcols[i + 2] == -1)
-            for i in range(0, len(fcols), 3)
+            # name, file, line, module (src/native/aggregator.h FrameKey): a
+            # native frame has its loaded object as module (else -1), and
+            # line -1 when its source line is not known.
+            Frame(strings[fcols[i]], strings[fcols[i + 1]], max(fcols[i + 2], 0), fcols[i + 3] >= 0,
+                  strings[fcols[i + 3]] if fcols[i + 3] >= 0 else "")
+            for i in range(0, len(fcols), 4)
         ]
     )
     scols = _column(raw, "stacks")

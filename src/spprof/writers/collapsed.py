@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def frame_label(frame: Frame) -> str:
     if frame.is_native:  # a C/C++ function in its library, as the original marks it
-        label = f"[native] {frame.function_name} ({frame.filename})"
+        label = f"[native] {frame.function_name} ({frame.library or frame.filename})"
     else:
         label = f"{frame.function_name} ({frame.filename}:{frame.lineno})"
     return label.replace(";", ":").replace("\n", " ").replace("\r", " ")

@@ -11,8 +11,10 @@ Mapping onto the schema:
   line seen for it (the model does not record where a function is defined),
   ``system_name`` left empty so that pprof shows the name as written;
 * one ``Location`` per (function, line), holding a single ``Line``; native
-  frames (``native=True``) have no line and their own ``Mapping`` per
-  library (its path as the file name), Python frames share one ``[python]``;
+  frames (``native=True``) are in a ``Mapping`` per library (its path as the
+  file name), with their source file and line where the library has line
+  tables (else the library as file, no line); Python frames share one
+  ``[python]``;
 * one ``Sample`` per unique (thread, stack), ``location_id`` leaf first,
   values ``[samples, cpu nanoseconds]``, labelled ``thread_id`` (numeric) and
   ``thread_name`` (string, when known). Aggregating keeps the file
@@ -136,12 +138,11 @@ def build_message(profile: Profile, *, merge_threads: bool = False) -> bytes:
     # resolved; their locations have no line.
     native_maps: dict[str, int] = {}
 
-    def location(fname: str, filename: str, line: int, native: bool = False) -> int:
+    def location(fname: str, filename: str, line: int, library: str | None = None) -> int:
         mapping_id = MAPPING_ID
-        if native:
-            line = 0
-            mapping_id = native_maps.get(filename) or native_maps.setdefault(
-                filename, MAPPING_ID + 1 + len(native_maps))
+        if library is not None:
+            mapping_id = native_maps.get(library) or native_maps.setdefault(
+                library, MAPPING_ID + 1 + len(native_maps))
         fkey = (fname, filename)
         fid = func_ids.get(fkey)
         if fid is None:
@@ -168,7 +169,8 @@ def build_message(profile: Profile, *, merge_threads: bool = False) -> bytes:
         for fr in reversed(frames):  # pprof wants the leaf first
             lid = frame_loc.get(id(fr))
             if lid is None:
-                lid = frame_loc[id(fr)] = location(fr.function_name, fr.filename, fr.lineno, fr.is_native)
+                library = (fr.library or fr.filename) if fr.is_native else None
+                lid = frame_loc[id(fr)] = location(fr.function_name, fr.filename, fr.lineno, library)
             ids.append(lid)
         if not ids:
             ids.append(location(NO_FRAMES, "", 0))

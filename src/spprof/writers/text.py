@@ -124,10 +124,12 @@ def _header(profile: Profile, agg: AggregatedProfile) -> list[str]:
 
 def _location(f: FunctionStats) -> str:
     # Synthetic frames (<gc>, <no Python frame>) have no file: no location.
-    # A native function's is its library, marked (at the end, which a cut
-    # to the column's width keeps).
+    # A native function's is its source line where its library has line
+    # tables, else its library; marked (at the end, which a cut to the
+    # column's width keeps).
     if f.is_native:
-        return _clean(f"{f.filename} [native]")
+        where = f"{f.filename}:{f.lineno}" if f.lineno > 0 else f.filename
+        return _clean(f"{where} [native]")
     return _clean(f"{f.filename}:{f.lineno}") if f.filename else ""
 
 
