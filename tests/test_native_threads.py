@@ -20,14 +20,18 @@ def native_lib(tmp_path_factory) -> str:
                                 ROOT / "tests" / "data" / "native_threads.c", "-O1", "-pthread")
 
 
-SRC = BURN_SRC + """
+# The library's threads from Python: native_start(name, sleep_s, burn_s)
+# starts one, native_join(handle) waits for it and returns its CPU seconds.
+LIB_SRC = """
 import ctypes, os, time, spprof
 lib = ctypes.CDLL(LIB)
 lib.native_start.restype = ctypes.c_void_p
 lib.native_start.argtypes = [ctypes.c_char_p, ctypes.c_double, ctypes.c_double]
 lib.native_join.restype = ctypes.c_double
 lib.native_join.argtypes = [ctypes.c_void_p]
+"""
 
+SRC = BURN_SRC + LIB_SRC + """
 # One thread that exists before the session (it sleeps first, then burns),
 # one started during it.
 early = lib.native_start(b"blas_worker_0", 0.2, 0.4)
@@ -83,13 +87,7 @@ def test_a_native_thread_first_to_be_sampled_is_named(native_lib):
     every one of its samples still reads <native thread NAME> (a frame id
     of 0 was once taken for "no name", leaving the samples unnamed, or
     <no Python frame> when a Python thread was first)."""
-    r = run_scenario(f"LIB = {native_lib!r}\n" + """
-import ctypes, spprof
-lib = ctypes.CDLL(LIB)
-lib.native_start.restype = ctypes.c_void_p
-lib.native_start.argtypes = [ctypes.c_char_p, ctypes.c_double, ctypes.c_double]
-lib.native_join.restype = ctypes.c_double
-lib.native_join.argtypes = [ctypes.c_void_p]
+    r = run_scenario(f"LIB = {native_lib!r}\n" + LIB_SRC + """
 worker = lib.native_start(b"solo_worker", 0.15, 0.3)
 spprof.start(interval_ms=5)
 lib.native_join(worker)
